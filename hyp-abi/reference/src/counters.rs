@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: GPL-2.0-only
+
+//! What the reference hypervisor counts, for tests and benchmarks.
+
+use pviommu_hyp_abi::call::{Func, Status, NR_FUNCS, NR_STATUSES};
+use std::fmt::Write;
+
+/// Event counters; every field only grows until `Hypervisor::new`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Exits caused by a hypercall (doorbell or `HVC`).
+    pub exits_hypercall: u64,
+    /// Exits caused by a virtio queue kick.
+    pub exits_queue_kick: u64,
+    /// Exits caused by a host access fault (drain-on-fault).
+    pub exits_fault: u64,
+    /// Ring drains performed (by `SYNC`, kicks or faults).
+    pub drains: u64,
+    /// Published records applied.
+    pub records_consumed: u64,
+    /// Records that name frames outside the table, or zero frames, and
+    /// producer values that are not within a ring size of the consumer.
+    pub bad_records: u64,
+    /// Table entries with reserved bits set or the invalid encoding 2.
+    pub bad_table_entries: u64,
+    /// Attempts to share a frame that is not RAM or holds the table or ring.
+    pub forbidden_shares: u64,
+    /// Pages whose host access was widened.
+    pub pages_shared: u64,
+    /// Pages whose host access was reduced.
+    pub pages_unshared: u64,
+    /// TLB invalidations performed.
+    pub invalidations: u64,
+    /// Host accesses refused after drain-on-fault.
+    pub violations: u64,
+    /// Calls by function number (`Func as usize`).
+    pub calls: [u64; NR_FUNCS],
+    /// Calls with an unknown function number.
+    pub calls_unknown: u64,
+    /// Calls by returned status, indexed by `-status`.
+    pub statuses: [u64; NR_STATUSES],
+}
+
+const FUNCS: [Func; NR_FUNCS] = [Func::Version, Func::Init, Func::Sync, Func::Share, Func::Unshare, Func::Reset];
+const STATUSES: [Status; NR_STATUSES] = [
+    Status::Success,
+    Status::NotSupported,
+    Status::InvalidParameter,
+    Status::Denied,
+    Status::Busy,
+    Status::NoMemory,
+    Status::BadState,
+];
+
+impl Counters {
+    /// Returns the number of calls that returned an error status.
+    pub fn errors(&self) -> u64 {
+        self.statuses.iter().skip(1).sum()
+    }
+
+    /// Returns the counters as one JSON object (stable key names).
+    pub fn to_json(&self) -> String {
+        let mut s = String::from("{");
+        let fields: [(&str, u64); 12] = [
+            ("exits_hypercall", self.exits_hypercall),
+            ("exits_queue_kick", self.exits_queue_kick),
+            ("exits_fault", self.exits_fault),
+            ("drains", self.drains),
+            ("records_consumed", self.records_consumed),
+            ("bad_records", self.bad_records),
+            ("bad_table_entries", self.bad_table_entries),
+            ("forbidden_shares", self.forbidden_shares),
+            ("pages_shared", self.pages_shared),
+            ("pages_unshared", self.pages_unshared),
+            ("invalidations", self.invalidations),
+            ("violations", self.violations),
+        ];
+        for (name, v) in fields {
+            let _ = write!(s, "\"{name}\":{v},");
+        }
+        s.push_str("\"calls\":{");
+        for (i, f) in FUNCS.iter().enumerate() {
+            let _ = write!(s, "\"{}\":{},", f.name(), self.calls[i]);
+        }
+        let _ = write!(s, "\"unknown\":{}}},\"statuses\":{{", self.calls_unknown);
+        for (i, st) in STATUSES.iter().enumerate() {
+            let sep = if i + 1 == NR_STATUSES { "" } else { "," };
+            let _ = write!(s, "\"{}\":{}{sep}", st.name(), self.statuses[i]);
+        }
+        s.push_str("}}");
+        s
+    }
+}

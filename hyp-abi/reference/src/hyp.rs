@@ -1,0 +1,628 @@
+// SPDX-License-Identifier: GPL-2.0-only
+
+//! The hypervisor state machine: calls, ring drain and host access checks.
+
+use crate::counters::Counters;
+use crate::pages::{host_bits, shareable, DIRECT_SHIFT, FORBIDDEN, PERM_BITS, RAM, TABLE_SHIFT};
+use crate::ram::GuestRam;
+use pviommu_hyp_abi::call::{reserved_args_zero, Func, Status, ABI_VERSION, FEATURES_KNOWN, NR_ARGS, NR_RETS};
+use pviommu_hyp_abi::layout::{
+    record_seq, ring_bytes, Perm, RingRecord, PAGE_SHIFT, PAGE_SIZE, RING_CONSUMER_OFFSET, RING_HEADER_SIZE,
+    RING_ORDER_MIN, RING_PRODUCER_OFFSET, RING_RECORD_SIZE, TABLE_RESERVED_MASK,
+};
+use std::ops::Range;
+use std::sync::atomic::{fence, Ordering};
+
+/// Largest `ring_order` this hypervisor accepts (`VERSION` reports it).
+pub const MAX_RING_ORDER: u32 = 16;
+/// Most guest frames tracked (256 GiB of guest-physical space).
+const MAX_FRAMES: u64 = 1 << 26;
+/// Most pages one direct `SHARE` or `UNSHARE` call handles: bounds the time
+/// of a call and makes guests exercise their partial-progress loop.
+pub const DIRECT_BUDGET: u64 = 512;
+/// Ring records read per guest-memory copy.
+const CHUNK: usize = 64;
+/// Table bytes read per guest-memory copy.
+const SCRATCH: usize = 4096;
+
+/// Static configuration of the guest.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// Guest-physical ranges of guest RAM; only whole pages inside count.
+    pub ram: Vec<Range<u64>>,
+}
+
+/// Direction of a host access to guest memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// The host reads guest memory (DMA to a device): needs `Perm::Read`.
+    Read,
+    /// The host writes guest memory (DMA from a device): needs `Perm::ReadWrite`.
+    Write,
+}
+
+/// Why the guest exited to the hypervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitKind {
+    /// A hypercall (mailbox doorbell or `HVC`).
+    Hypercall,
+    /// A virtio queue notification.
+    QueueKick,
+    /// A host access to a page it had no access to.
+    Fault,
+}
+
+/// Result of one call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallResult {
+    /// A `Status` value.
+    pub status: i64,
+    /// Return values `r0..r2`.
+    pub ret: [u64; NR_RETS],
+}
+
+impl CallResult {
+    fn ok(ret: [u64; NR_RETS]) -> Self {
+        CallResult { status: 0, ret }
+    }
+
+    fn err(status: Status) -> Self {
+        CallResult {
+            status: status.raw(),
+            ret: [0; NR_RETS],
+        }
+    }
+}
+
+/// A refused host access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Start of the access.
+    pub gpa: u64,
+    /// Length of the access in bytes.
+    pub len: u64,
+    /// Direction of the access.
+    pub access: Access,
+}
+
+/// What one drain did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DrainStats {
+    /// Published records applied.
+    pub records: u64,
+    /// Malformed records and producer values skipped.
+    pub bad_records: u64,
+    /// Pages whose host access was widened.
+    pub pages_shared: u64,
+    /// Pages whose host access was reduced.
+    pub pages_unshared: u64,
+    /// Consumer index after the drain.
+    pub consumer: u64,
+}
+
+/// What `INIT` registered.
+#[derive(Clone, Copy, Debug)]
+struct Regs {
+    table_gpa: u64,
+    table_frames: u64,
+    ring_gpa: u64,
+    ring_order: u32,
+}
+
+/// The reference hypervisor of one guest.
+#[derive(Debug)]
+pub struct Hypervisor {
+    /// Per-frame state, see `pages.rs`.
+    pages: Vec<u8>,
+    regs: Option<Regs>,
+    /// The authoritative consumer index; the copy in guest memory is only
+    /// ever written, never trusted.
+    consumer: u64,
+    /// A reduction was applied by a drain and awaits its invalidation.
+    pending_invalidate: bool,
+    counters: Counters,
+    bad_table_entries: u64,
+    forbidden_shares: u64,
+    scratch: Vec<u8>,
+}
+
+/// Returns the frame range `[gpa, gpa + bytes)` covers, if page aligned.
+fn frames(gpa: u64, bytes: u64) -> Option<Range<u64>> {
+    if gpa % PAGE_SIZE != 0 {
+        return None;
+    }
+    let start = gpa >> PAGE_SHIFT;
+    let end = start.checked_add(bytes.checked_add(PAGE_SIZE - 1)? >> PAGE_SHIFT)?;
+    Some(start..end)
+}
+
+fn overlap(a: &Range<u64>, b: &Range<u64>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+impl Hypervisor {
+    /// Creates the hypervisor of a guest with the given RAM layout.
+    pub fn new(config: Config) -> Hypervisor {
+        let end = config.ram.iter().map(|r| r.end >> PAGE_SHIFT).max().unwrap_or(0);
+        let nr = end.min(MAX_FRAMES);
+        let mut pages = vec![0u8; nr as usize];
+        for r in &config.ram {
+            let first = r.start.div_ceil(PAGE_SIZE);
+            let last = (r.end >> PAGE_SHIFT).min(nr);
+            for gfn in first..last {
+                pages[gfn as usize] |= RAM;
+            }
+        }
+        Hypervisor {
+            pages,
+            regs: None,
+            consumer: 0,
+            pending_invalidate: false,
+            counters: Counters::default(),
+            bad_table_entries: 0,
+            forbidden_shares: 0,
+            scratch: vec![0; SCRATCH],
+        }
+    }
+
+    /// Returns the counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Counts an exit.
+    pub fn record_exit(&mut self, kind: ExitKind) {
+        match kind {
+            ExitKind::Hypercall => self.counters.exits_hypercall += 1,
+            ExitKind::QueueKick => self.counters.exits_queue_kick += 1,
+            ExitKind::Fault => self.counters.exits_fault += 1,
+        }
+    }
+
+    /// Returns whether `INIT` succeeded and no `RESET` followed.
+    pub fn is_initialised(&self) -> bool {
+        self.regs.is_some()
+    }
+
+    /// Returns the consumer index of the ring.
+    pub fn consumer(&self) -> u64 {
+        self.consumer
+    }
+
+    /// Returns the access the host has to frame `gfn`.
+    pub fn host_perm(&self, gfn: u64) -> Perm {
+        let page = usize::try_from(gfn).ok().and_then(|i| self.pages.get(i)).copied().unwrap_or(0);
+        Perm::from_entry_or_none(host_bits(page))
+    }
+
+    /// Performs call `func` with arguments `args`.
+    ///
+    /// Does not count an exit: the transport does (see `record_exit`).
+    pub fn call(&mut self, ram: &dyn GuestRam, func: u32, args: [u64; NR_ARGS]) -> CallResult {
+        let result = match Func::from_raw(func) {
+            None => {
+                self.counters.calls_unknown += 1;
+                CallResult::err(Status::NotSupported)
+            }
+            Some(f) => {
+                self.counters.calls[f as usize] += 1;
+                if !reserved_args_zero(&args, f.nr_args()) {
+                    CallResult::err(Status::InvalidParameter)
+                } else {
+                    match f {
+                        Func::Version => CallResult::ok([ABI_VERSION.into(), FEATURES_KNOWN, MAX_RING_ORDER.into()]),
+                        Func::Init => self.init(ram, args),
+                        Func::Sync => self.sync(ram),
+                        Func::Share => self.share(args[0], args[1], args[2]),
+                        Func::Unshare => self.unshare(args[0], args[1]),
+                        Func::Reset => self.reset(),
+                    }
+                }
+            }
+        };
+        let index = usize::try_from(result.status.unsigned_abs()).unwrap_or(usize::MAX);
+        if let Some(n) = self.counters.statuses.get_mut(index) {
+            *n += 1;
+        }
+        self.sync_counters();
+        result
+    }
+
+    fn sync_counters(&mut self) {
+        self.counters.bad_table_entries = self.bad_table_entries;
+        self.counters.forbidden_shares = self.forbidden_shares;
+    }
+
+    fn init(&mut self, ram: &dyn GuestRam, a: [u64; NR_ARGS]) -> CallResult {
+        if self.regs.is_some() {
+            return CallResult::err(Status::BadState);
+        }
+        let [table_gpa, table_frames, ring_gpa, ring_order, pool_gpa, pool_pages] = a;
+        if table_frames == 0 || table_frames > MAX_FRAMES {
+            return CallResult::err(Status::InvalidParameter);
+        }
+        let Ok(ring_order) = u32::try_from(ring_order) else {
+            return CallResult::err(Status::InvalidParameter);
+        };
+        if !(RING_ORDER_MIN..=MAX_RING_ORDER).contains(&ring_order) {
+            return CallResult::err(Status::InvalidParameter);
+        }
+        let table = frames(table_gpa, table_frames);
+        let ring = frames(ring_gpa, ring_bytes(ring_order));
+        let pool = pool_pages.checked_mul(PAGE_SIZE).and_then(|bytes| frames(pool_gpa, bytes));
+        let (Some(table), Some(ring), Some(pool)) = (table, ring, pool) else {
+            return CallResult::err(Status::InvalidParameter);
+        };
+        if overlap(&table, &ring) || overlap(&table, &pool) || overlap(&ring, &pool) {
+            return CallResult::err(Status::Denied);
+        }
+        for r in [&table, &ring, &pool] {
+            if r.end > self.pages.len() as u64 || !self.pages[r.start as usize..r.end as usize].iter().all(|&p| p & RAM != 0) {
+                return CallResult::err(Status::Denied);
+            }
+        }
+        for r in [&table, &ring] {
+            for p in &mut self.pages[r.start as usize..r.end as usize] {
+                *p |= FORBIDDEN;
+            }
+        }
+        let mut shared = 0;
+        for p in &mut self.pages[pool.start as usize..pool.end as usize] {
+            if host_bits(*p) != Perm::ReadWrite.bits() {
+                shared += 1;
+            }
+            *p = (*p & !(0x3 << DIRECT_SHIFT)) | (Perm::ReadWrite.bits() << DIRECT_SHIFT);
+        }
+        self.counters.pages_shared += shared;
+        self.consumer = 0;
+        // The header copy is informational for the guest; a failing write
+        // cannot happen for validated RAM and would not harm the hypervisor.
+        let _ = ram.write(ring_gpa + RING_CONSUMER_OFFSET, &0u64.to_le_bytes());
+        self.regs = Some(Regs {
+            table_gpa,
+            table_frames,
+            ring_gpa,
+            ring_order,
+        });
+        CallResult::ok([0; NR_RETS])
+    }
+
+    fn sync(&mut self, ram: &dyn GuestRam) -> CallResult {
+        if self.regs.is_none() {
+            return CallResult::err(Status::BadState);
+        }
+        let stats = self.drain(ram);
+        self.invalidate_pending();
+        CallResult::ok([stats.records, stats.pages_unshared, stats.pages_shared])
+    }
+
+    fn invalidate_pending(&mut self) {
+        if self.pending_invalidate {
+            self.counters.invalidations += 1;
+            self.pending_invalidate = false;
+        }
+    }
+
+    /// Returns the frames `[gfn, gfn + nr)` a direct call may touch now.
+    fn direct_range(&self, gfn: u64, nr: u64) -> Result<Range<u64>, Status> {
+        if self.regs.is_none() {
+            return Err(Status::BadState);
+        }
+        if nr == 0 || gfn.checked_add(nr).is_none() {
+            return Err(Status::InvalidParameter);
+        }
+        Ok(gfn..gfn + nr.min(DIRECT_BUDGET))
+    }
+
+    fn share(&mut self, gfn: u64, nr: u64, perm: u64) -> CallResult {
+        let range = match self.direct_range(gfn, nr) {
+            Ok(r) => r,
+            Err(s) => return CallResult::err(s),
+        };
+        let perm = match perm {
+            1 => Perm::Read.bits(),
+            3 => Perm::ReadWrite.bits(),
+            _ => return CallResult::err(Status::InvalidParameter),
+        };
+        let mut done = 0;
+        for g in range {
+            let Some(p) = usize::try_from(g).ok().and_then(|i| self.pages.get_mut(i)) else {
+                break;
+            };
+            if !shareable(*p) {
+                self.forbidden_shares += 1;
+                break;
+            }
+            let old = *p;
+            *p = (old & !(0x3 << DIRECT_SHIFT)) | (perm << DIRECT_SHIFT);
+            let (ho, hn) = (host_bits(old), host_bits(*p));
+            if hn & !ho != 0 {
+                self.counters.pages_shared += 1;
+            }
+            if ho & !hn != 0 {
+                self.counters.pages_unshared += 1;
+                self.pending_invalidate = true;
+            }
+            done += 1;
+        }
+        if done == 0 {
+            return CallResult::err(Status::Denied);
+        }
+        // Narrowing a direct share (read-write to read) is an unshare too.
+        self.invalidate_pending();
+        CallResult::ok([done, 0, 0])
+    }
+
+    fn unshare(&mut self, gfn: u64, nr: u64) -> CallResult {
+        let range = match self.direct_range(gfn, nr) {
+            Ok(r) => r,
+            Err(s) => return CallResult::err(s),
+        };
+        let mut done = 0;
+        for g in range {
+            let Some(p) = usize::try_from(g).ok().and_then(|i| self.pages.get_mut(i)) else {
+                break;
+            };
+            if *p & RAM == 0 {
+                break;
+            }
+            let old = *p;
+            *p = old & !(0x3 << DIRECT_SHIFT);
+            if host_bits(old) & !host_bits(*p) != 0 {
+                self.counters.pages_unshared += 1;
+                self.pending_invalidate = true;
+            }
+            done += 1;
+        }
+        if done == 0 {
+            return CallResult::err(Status::Denied);
+        }
+        self.invalidate_pending();
+        CallResult::ok([done, 0, 0])
+    }
+
+    fn reset(&mut self) -> CallResult {
+        let mut unshared = 0;
+        for p in &mut self.pages {
+            if host_bits(*p) != 0 {
+                unshared += 1;
+            }
+            *p &= !(PERM_BITS | FORBIDDEN);
+        }
+        self.counters.pages_unshared += unshared;
+        if unshared != 0 {
+            self.pending_invalidate = true;
+        }
+        self.invalidate_pending();
+        self.regs = None;
+        self.consumer = 0;
+        CallResult::ok([unshared, 0, 0])
+    }
+
+    /// Applies every published ring record (drain), without invalidating.
+    ///
+    /// Called by `SYNC`, and by the harness on queue kicks; reductions it
+    /// applies stay pending until the next `SYNC` (or direct call)
+    /// invalidates. Does nothing before `INIT`.
+    pub fn drain(&mut self, ram: &dyn GuestRam) -> DrainStats {
+        let mut stats = DrainStats {
+            consumer: self.consumer,
+            ..DrainStats::default()
+        };
+        let Some(regs) = self.regs else {
+            return stats;
+        };
+        self.counters.drains += 1;
+        let size = 1u64 << regs.ring_order;
+        let mask = size - 1;
+        let mut word = [0u8; 8];
+        let producer = match ram.read(regs.ring_gpa + RING_PRODUCER_OFFSET, &mut word) {
+            Ok(()) => u64::from_le_bytes(word),
+            Err(_) => self.consumer,
+        };
+        let mut avail = producer.wrapping_sub(self.consumer);
+        if avail > size {
+            // The guest never reserves more than a ring ahead.
+            stats.bad_records += 1;
+            avail = size;
+        }
+        let start = self.consumer;
+        let mut next = start;
+        let mut contiguous = true;
+        let mut done = 0;
+        let mut bytes = [0u8; CHUNK * RING_RECORD_SIZE as usize];
+        let mut recs = [(0u64, 0u32); CHUNK];
+        while done < avail {
+            let index = start.wrapping_add(done);
+            let pos = index & mask;
+            let n = (avail - done).min(CHUNK as u64).min(size - pos) as usize;
+            let buf = &mut bytes[..n * RING_RECORD_SIZE as usize];
+            let gpa = regs.ring_gpa + RING_HEADER_SIZE + pos * RING_RECORD_SIZE;
+            if ram.read(gpa, buf).is_err() {
+                break;
+            }
+            // Acquire: pairs with the guest's Release store of each `seq`,
+            // so the table reads below see the entries it wrote before.
+            fence(Ordering::Acquire);
+            let mut nrecs = 0;
+            for (k, raw) in buf.chunks_exact(RING_RECORD_SIZE as usize).enumerate() {
+                let Ok(raw) = <&[u8; 16]>::try_from(raw) else {
+                    break;
+                };
+                let rec = RingRecord::from_le_bytes(raw);
+                let i = index.wrapping_add(k as u64);
+                if rec.seq != record_seq(i) {
+                    contiguous = false;
+                    continue;
+                }
+                if contiguous {
+                    next = i.wrapping_add(1);
+                }
+                stats.records += 1;
+                if rec.nr_pages == 0
+                    || rec.gfn >= regs.table_frames
+                    || u64::from(rec.nr_pages) > regs.table_frames - rec.gfn
+                {
+                    stats.bad_records += 1;
+                    continue;
+                }
+                if let Some(slot) = recs.get_mut(nrecs) {
+                    *slot = (rec.gfn, rec.nr_pages);
+                    nrecs += 1;
+                }
+            }
+            self.apply_records(ram, &regs, &recs[..nrecs], &mut stats);
+            done += n as u64;
+        }
+        if next != start {
+            // Release: the guest may reuse slots once it sees the new index.
+            fence(Ordering::Release);
+            let _ = ram.write(regs.ring_gpa + RING_CONSUMER_OFFSET, &next.to_le_bytes());
+            self.consumer = next;
+        }
+        stats.consumer = self.consumer;
+        self.counters.records_consumed += stats.records;
+        self.counters.bad_records += stats.bad_records;
+        self.counters.pages_shared += stats.pages_shared;
+        self.counters.pages_unshared += stats.pages_unshared;
+        self.sync_counters();
+        stats
+    }
+
+    /// Applies validated records; reads their table entries in one copy
+    /// when they fall in one scratch-sized window (the common case of a
+    /// burst of nearby buffers), else record by record.
+    fn apply_records(&mut self, ram: &dyn GuestRam, regs: &Regs, recs: &[(u64, u32)], stats: &mut DrainStats) {
+        let Some(lo) = recs.iter().map(|r| r.0).min() else {
+            return;
+        };
+        let hi = recs.iter().map(|r| r.0 + u64::from(r.1)).max().unwrap_or(lo);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        if hi - lo <= SCRATCH as u64 {
+            let window = &mut scratch[..(hi - lo) as usize];
+            if ram.read(regs.table_gpa + lo, window).is_ok() {
+                for &(gfn, nr) in recs {
+                    let off = (gfn - lo) as usize;
+                    if let Some(entries) = window.get(off..off + nr as usize) {
+                        self.apply_entries(gfn, entries, stats);
+                    }
+                }
+            }
+        } else {
+            for &(gfn, nr) in recs {
+                self.apply_span(ram, regs, gfn, u64::from(nr), &mut scratch, stats);
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    /// Applies the table entries of `nr` frames from `gfn`, which the caller
+    /// has checked to lie inside the table.
+    fn apply_span(&mut self, ram: &dyn GuestRam, regs: &Regs, gfn: u64, nr: u64, scratch: &mut [u8], stats: &mut DrainStats) {
+        let mut g = gfn;
+        while g < gfn + nr {
+            let n = (gfn + nr - g).min(scratch.len() as u64) as usize;
+            let window = &mut scratch[..n];
+            if ram.read(regs.table_gpa + g, window).is_err() {
+                return;
+            }
+            self.apply_entries(g, window, stats);
+            g += n as u64;
+        }
+    }
+
+    #[inline]
+    fn apply_entries(&mut self, gfn: u64, entries: &[u8], stats: &mut DrainStats) {
+        for (k, &entry) in entries.iter().enumerate() {
+            self.apply_entry(gfn + k as u64, entry, stats);
+        }
+    }
+
+    /// Makes the table-derived permission of `gfn` equal `entry`.
+    #[inline]
+    fn apply_entry(&mut self, gfn: u64, entry: u8, stats: &mut DrainStats) {
+        let mut perm = entry;
+        if entry & TABLE_RESERVED_MASK != 0 || entry == 2 {
+            self.bad_table_entries += 1;
+            perm = 0;
+        }
+        let Some(p) = self.pages.get_mut(gfn as usize) else {
+            if perm != 0 {
+                self.forbidden_shares += 1;
+            }
+            return;
+        };
+        let old = *p;
+        if perm != 0 && !shareable(old) {
+            self.forbidden_shares += 1;
+            perm = 0;
+        }
+        let new = (old & !(0x3 << TABLE_SHIFT)) | (perm << TABLE_SHIFT);
+        if new == old {
+            return;
+        }
+        *p = new;
+        let (ho, hn) = (host_bits(old), host_bits(new));
+        if ho & !hn != 0 {
+            stats.pages_unshared += 1;
+            self.pending_invalidate = true;
+        }
+        if hn & !ho != 0 {
+            stats.pages_shared += 1;
+        }
+    }
+
+    fn permitted(&self, gpa: u64, len: u64, access: Access) -> bool {
+        if len == 0 {
+            return true;
+        }
+        let Some(last) = gpa.checked_add(len - 1) else {
+            return false;
+        };
+        let need = match access {
+            Access::Read => Perm::Read.bits(),
+            Access::Write => Perm::ReadWrite.bits(),
+        };
+        // Stops at the first page refused, so a huge `len` ends at the end
+        // of the page array.
+        (gpa >> PAGE_SHIFT..=last >> PAGE_SHIFT).all(|gfn| {
+            usize::try_from(gfn)
+                .ok()
+                .and_then(|i| self.pages.get(i))
+                .is_some_and(|&p| host_bits(p) & need == need)
+        })
+    }
+
+    /// Checks a host access to guest memory, with drain-on-fault.
+    ///
+    /// If the access is not permitted, this counts a fault exit, drains the
+    /// ring, applies the table entries of the accessed frames (the table is
+    /// the source of truth; a mapping may be visible there before its record
+    /// is published) and checks again; a second refusal is a violation.
+    pub fn check_access(&mut self, ram: &dyn GuestRam, gpa: u64, len: u64, access: Access) -> Result<(), Violation> {
+        if self.permitted(gpa, len, access) {
+            return Ok(());
+        }
+        self.record_exit(ExitKind::Fault);
+        self.drain(ram);
+        if let Some(regs) = self.regs {
+            let first = gpa >> PAGE_SHIFT;
+            let last = gpa.saturating_add(len.saturating_sub(1)) >> PAGE_SHIFT;
+            let end = last.saturating_add(1).min(regs.table_frames);
+            if first < end {
+                let mut stats = DrainStats::default();
+                let mut scratch = std::mem::take(&mut self.scratch);
+                self.apply_span(ram, &regs, first, end - first, &mut scratch, &mut stats);
+                self.scratch = scratch;
+                self.counters.pages_shared += stats.pages_shared;
+                self.counters.pages_unshared += stats.pages_unshared;
+                self.sync_counters();
+            }
+        }
+        if self.permitted(gpa, len, access) {
+            return Ok(());
+        }
+        self.counters.violations += 1;
+        Err(Violation { gpa, len, access })
+    }
+}

@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: GPL-2.0-only
+
+//! Call numbers, SMCCC function IDs, status codes and the errno mapping.
+//!
+//! A call takes six 64-bit arguments `a0..a5` and returns a status and
+//! three 64-bit values `r0..r2`, whatever the transport (SMCCC `HVC` or the
+//! MMIO mailbox). Arguments a call does not use are reserved and must be 0.
+
+use super::error::{EAGAIN, EBUSY, EINVAL, EIO, ENOMEM, EOPNOTSUPP, EPERM};
+
+/// ABI major version: incompatible changes bump it.
+pub const ABI_MAJOR: u16 = 1;
+/// ABI minor version: compatible additions bump it.
+pub const ABI_MINOR: u16 = 0;
+/// The version as `VERSION` returns it in `r0`: `(major << 16) | minor`.
+pub const ABI_VERSION: u32 = ((ABI_MAJOR as u32) << 16) | ABI_MINOR as u32;
+/// Feature bits defined by ABI 1.0: none. Undefined bits are reserved.
+pub const FEATURES_KNOWN: u64 = 0;
+
+/// Number of arguments of every call.
+pub const NR_ARGS: usize = 6;
+/// Number of return values of every call.
+pub const NR_RETS: usize = 3;
+
+/// Base of the SMCCC function IDs: fast call, SMC64, vendor-specific
+/// hypervisor service (owner 6), function numbers from 0x60 on.
+///
+/// Provisional: the numbers are not allocated by any authority yet.
+pub const SMCCC_FUNC_BASE: u32 = 0xC600_0060;
+
+/// The functions of the ABI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Func {
+    /// Version and feature discovery.
+    Version = 0,
+    /// Register the table, the ring and the bounce pool.
+    Init = 1,
+    /// Drain the ring and complete every pending unshare.
+    Sync = 2,
+    /// Share a frame range directly.
+    Share = 3,
+    /// Unshare a frame range directly, with invalidation.
+    Unshare = 4,
+    /// Unshare everything and return to the un-initialised state.
+    Reset = 5,
+}
+
+/// Number of defined functions.
+pub const NR_FUNCS: usize = 6;
+
+impl Func {
+    /// Decodes a function number; `None` if it is not defined.
+    pub const fn from_raw(raw: u32) -> Option<Func> {
+        match raw {
+            0 => Some(Func::Version),
+            1 => Some(Func::Init),
+            2 => Some(Func::Sync),
+            3 => Some(Func::Share),
+            4 => Some(Func::Unshare),
+            5 => Some(Func::Reset),
+            _ => None,
+        }
+    }
+
+    /// Returns the SMCCC function ID of this function.
+    pub const fn smccc_id(self) -> u32 {
+        SMCCC_FUNC_BASE + self as u32
+    }
+
+    /// Decodes an SMCCC function ID; `None` if it is not one of ours.
+    pub const fn from_smccc_id(id: u32) -> Option<Func> {
+        match id.checked_sub(SMCCC_FUNC_BASE) {
+            Some(raw) => Func::from_raw(raw),
+            None => None,
+        }
+    }
+
+    /// Returns how many leading arguments the function uses; the rest must be 0.
+    pub const fn nr_args(self) -> usize {
+        match self {
+            Func::Version | Func::Sync | Func::Reset => 0,
+            Func::Init => 6,
+            Func::Share => 3,
+            Func::Unshare => 2,
+        }
+    }
+
+    /// Returns the lower-case name used in counters and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Func::Version => "version",
+            Func::Init => "init",
+            Func::Sync => "sync",
+            Func::Share => "share",
+            Func::Unshare => "unshare",
+            Func::Reset => "reset",
+        }
+    }
+}
+
+/// Status returned by every call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i64)]
+pub enum Status {
+    /// The call succeeded (possibly partially: see `r0`).
+    Success = 0,
+    /// The function or a feature it needs is not implemented.
+    NotSupported = -1,
+    /// An argument is malformed or a reserved argument is not zero.
+    InvalidParameter = -2,
+    /// The arguments name memory the guest may not use that way.
+    Denied = -3,
+    /// Transient: retry the same call.
+    Busy = -4,
+    /// The hypervisor cannot allocate what the call needs.
+    NoMemory = -5,
+    /// The call is not valid in the current state (e.g. not initialised).
+    BadState = -6,
+}
+
+/// Number of defined statuses, `Success` included.
+pub const NR_STATUSES: usize = 7;
+
+impl Status {
+    /// Decodes a raw status; `None` if the value is not defined.
+    pub const fn from_raw(raw: i64) -> Option<Status> {
+        match raw {
+            0 => Some(Status::Success),
+            -1 => Some(Status::NotSupported),
+            -2 => Some(Status::InvalidParameter),
+            -3 => Some(Status::Denied),
+            -4 => Some(Status::Busy),
+            -5 => Some(Status::NoMemory),
+            -6 => Some(Status::BadState),
+            _ => None,
+        }
+    }
+
+    /// Returns the raw value.
+    pub const fn raw(self) -> i64 {
+        self as i64
+    }
+
+    /// Returns the negative errno for this status, 0 for `Success`.
+    pub const fn to_errno(self) -> i32 {
+        match self {
+            Status::Success => 0,
+            Status::NotSupported => -EOPNOTSUPP,
+            Status::InvalidParameter => -EINVAL,
+            Status::Denied => -EPERM,
+            Status::Busy => -EAGAIN,
+            Status::NoMemory => -ENOMEM,
+            Status::BadState => -EBUSY,
+        }
+    }
+
+    /// Returns the lower-case name used in counters and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Status::Success => "success",
+            Status::NotSupported => "not_supported",
+            Status::InvalidParameter => "invalid_parameter",
+            Status::Denied => "denied",
+            Status::Busy => "busy",
+            Status::NoMemory => "no_memory",
+            Status::BadState => "bad_state",
+        }
+    }
+}
+
+/// Maps a raw status from the hypervisor to a negative errno (0 on success).
+///
+/// This is the one mapping the guest uses. A value outside the defined set
+/// is a broken or hostile hypervisor and maps to `-EIO`.
+pub const fn errno_from_status(raw: i64) -> i32 {
+    match Status::from_raw(raw) {
+        Some(status) => status.to_errno(),
+        None => -EIO,
+    }
+}
+
+/// Returns whether every argument past the first `used` ones is zero.
+pub fn reserved_args_zero(args: &[u64; NR_ARGS], used: usize) -> bool {
+    args.iter().skip(used).all(|&a| a == 0)
+}

@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: GPL-2.0-only
+
+//! The guest-side page tracker: per-page reference counts and the table.
+//!
+//! Two live DMA mappings can share a page, so a page's table entry must
+//! always equal the union of the permissions of its live mappings. Each page
+//! has one `AtomicU32` state word holding a read count, a write count and a
+//! lock bit. The lock bit serialises the count update and the table store of
+//! that one page, so that two CPUs changing the same page cannot store its
+//! entry out of order; pages never wait for each other, there is no global
+//! lock.
+//!
+//! The caller disables interrupts around every call (the bit lock is a
+//! spinlock and must not be re-entered from an interrupt on the same CPU).
+//! The tracker does not publish ring records: the caller appends one record
+//! covering the changed span reported by the tracker, after the call.
+
+use super::error::Error;
+use super::layout::Perm;
+use super::sync::{AtomicU32, AtomicU8, Ordering};
+
+/// Mask of the read-only mapping count in a page state word.
+const READ_MASK: u32 = 0x7fff;
+/// Shift of the read-write mapping count in a page state word.
+const WRITE_SHIFT: u32 = 15;
+/// Increment of the read-write mapping count.
+const WRITE_ONE: u32 = 1 << WRITE_SHIFT;
+/// Mask of the read-write mapping count in a page state word.
+const WRITE_MASK: u32 = READ_MASK << WRITE_SHIFT;
+/// The per-page lock bit.
+const LOCK: u32 = 1 << 31;
+
+/// Largest number of live mappings of one permission on one page.
+pub const MAX_MAPPINGS: u32 = READ_MASK;
+
+/// Page tracker over guest-private state words and the shared table.
+///
+/// `state[gfn]` and `table[gfn]` describe frame `gfn`.
+#[derive(Clone, Copy)]
+pub struct PageTracker<'a> {
+    state: &'a [AtomicU32],
+    table: &'a [AtomicU8],
+}
+
+/// Progress of a range operation: pages done and the span whose entries
+/// changed, which the caller names in one ring record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Number of pages processed from the start of the range.
+    pub done: u32,
+    /// First frame whose entry changed (valid if `changed_end > changed_start`).
+    pub changed_start: u64,
+    /// One past the last frame whose entry changed.
+    pub changed_end: u64,
+}
+
+impl Progress {
+    /// Returns the `(gfn, nr_pages)` record to publish, if any entry changed.
+    pub fn record(&self) -> Option<(u64, u32)> {
+        let nr = self.changed_end.checked_sub(self.changed_start)?;
+        if nr == 0 {
+            return None;
+        }
+        u32::try_from(nr).ok().map(|nr| (self.changed_start, nr))
+    }
+
+    fn note(&mut self, gfn: u64, changed: bool) {
+        if changed {
+            if self.changed_end == self.changed_start {
+                self.changed_start = gfn;
+            }
+            self.changed_end = gfn + 1;
+        }
+    }
+}
+
+/// Computes the table entry for a state word.
+fn entry_of(state: u32) -> u8 {
+    if state & WRITE_MASK != 0 {
+        Perm::ReadWrite.bits()
+    } else if state & READ_MASK != 0 {
+        Perm::Read.bits()
+    } else {
+        Perm::None.bits()
+    }
+}
+
+impl<'a> PageTracker<'a> {
+    /// Builds a tracker; both slices cover frames `0..len` and must match.
+    pub fn new(state: &'a [AtomicU32], table: &'a [AtomicU8]) -> Result<Self, Error> {
+        if state.len() != table.len() {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(PageTracker { state, table })
+    }
+
+    /// Returns the number of frames tracked.
+    pub fn frames(&self) -> u64 {
+        self.state.len() as u64
+    }
+
+    /// Returns the table entry of `gfn` as the guest last stored it.
+    pub fn entry(&self, gfn: u64) -> Option<Perm> {
+        let entry = self.table.get(usize::try_from(gfn).ok()?)?;
+        Perm::from_entry(entry.load(Ordering::Relaxed))
+    }
+
+    /// Runs `update` on the state word of `gfn` under its bit lock and stores
+    /// the resulting table entry; returns whether the entry changed.
+    fn locked_update(&self, gfn: u64, update: impl Fn(u32) -> Result<u32, Error>) -> Result<bool, Error> {
+        let index = usize::try_from(gfn).map_err(|_| Error::OutOfRange)?;
+        let (Some(state), Some(entry)) = (self.state.get(index), self.table.get(index)) else {
+            return Err(Error::OutOfRange);
+        };
+        let mut old = state.load(Ordering::Relaxed);
+        loop {
+            if old & LOCK != 0 {
+                core::hint::spin_loop();
+                old = state.load(Ordering::Relaxed);
+                continue;
+            }
+            match state.compare_exchange_weak(old, old | LOCK, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => old = now,
+            }
+        }
+        let (new, result) = match update(old) {
+            Ok(new) => (new, Ok(entry_of(new) != entry_of(old))),
+            Err(e) => (old, Err(e)),
+        };
+        if let Ok(true) = result {
+            // Relaxed: the Release store of the ring record's `seq` (or the
+            // hypercall) orders this store before the hypervisor reads it.
+            entry.store(entry_of(new), Ordering::Relaxed);
+        }
+        // Release: the next holder of the lock sees the count and the entry.
+        state.store(new, Ordering::Release);
+        result
+    }
+
+    /// Adds a live mapping of `gfn` with `perm`; returns whether the table
+    /// entry changed (the caller then names `gfn` in a ring record).
+    pub fn map(&self, gfn: u64, perm: Perm) -> Result<bool, Error> {
+        let one = match perm {
+            Perm::Read => 1,
+            Perm::ReadWrite => WRITE_ONE,
+            Perm::None => return Err(Error::InvalidArgument),
+        };
+        let mask = if one == 1 { READ_MASK } else { WRITE_MASK };
+        self.locked_update(gfn, |s| {
+            if s & mask == mask {
+                Err(Error::Overflow)
+            } else {
+                Ok(s + one)
+            }
+        })
+    }
+
+    /// Drops a live mapping of `gfn` made with `perm`; returns whether the
+    /// table entry changed (the caller then names `gfn` in a ring record and
+    /// issues `SYNC` before reusing the page).
+    pub fn unmap(&self, gfn: u64, perm: Perm) -> Result<bool, Error> {
+        let one = match perm {
+            Perm::Read => 1,
+            Perm::ReadWrite => WRITE_ONE,
+            Perm::None => return Err(Error::InvalidArgument),
+        };
+        let mask = if one == 1 { READ_MASK } else { WRITE_MASK };
+        self.locked_update(gfn, |s| {
+            if s & mask == 0 {
+                Err(Error::Underflow)
+            } else {
+                Ok(s - one)
+            }
+        })
+    }
+
+    /// Maps `nr` pages from `gfn`, stopping at the first error.
+    ///
+    /// The pages in `progress.done` stay mapped even on error (partial
+    /// progress is part of the result): the caller publishes
+    /// `progress.record()`, then unmaps those pages to undo them.
+    pub fn map_range(&self, gfn: u64, nr: u32, perm: Perm) -> (Progress, Result<(), Error>) {
+        self.range(gfn, nr, |g| self.map(g, perm))
+    }
+
+    /// Unmaps `nr` pages from `gfn`, stopping at the first error.
+    pub fn unmap_range(&self, gfn: u64, nr: u32, perm: Perm) -> (Progress, Result<(), Error>) {
+        self.range(gfn, nr, |g| self.unmap(g, perm))
+    }
+
+    fn range(&self, gfn: u64, nr: u32, op: impl Fn(u64) -> Result<bool, Error>) -> (Progress, Result<(), Error>) {
+        let mut progress = Progress::default();
+        if gfn.checked_add(u64::from(nr)).map_or(true, |end| end > self.frames()) {
+            return (progress, Err(Error::OutOfRange));
+        }
+        for g in gfn..gfn + u64::from(nr) {
+            match op(g) {
+                Ok(changed) => progress.note(g, changed),
+                Err(e) => return (progress, Err(e)),
+            }
+            progress.done += 1;
+        }
+        (progress, Ok(()))
+    }
+}
