@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Guest memory as the devices see it: QEMU's memory table behind the host
+//! view.
+//!
+//! `vm-memory`'s `GuestMemory` is the IOMMU-aware interface: every access
+//! names its permission. Implementing it here means `virtio-queue`'s own
+//! reads and writes (descriptor table, available and used rings) and the
+//! backend's data and status accesses all pass through `Host::check`; there
+//! is no other path to guest memory in the device code.
+
+use vm_memory::bitmap::BS;
+use vm_memory::guest_memory::GuestMemorySliceIterator;
+use vm_memory::{
+    GuestAddress, GuestMemory, GuestMemoryBackend, GuestMemoryError, GuestMemoryMmap, Permissions,
+};
+
+use crate::host::Host;
+
+pub struct CheckedMemory<'a> {
+    /// Every region QEMU announced, the ivshmem BAR included; the host view
+    /// only admits guest RAM, so the BAR is unreachable for devices.
+    inner: &'a GuestMemoryMmap<()>,
+    host: &'a Host,
+}
+
+impl<'a> CheckedMemory<'a> {
+    pub fn new(inner: &'a GuestMemoryMmap<()>, host: &'a Host) -> CheckedMemory<'a> {
+        CheckedMemory { inner, host }
+    }
+}
+
+impl GuestMemory for CheckedMemory<'_> {
+    type PhysicalMemory = GuestMemoryMmap<()>;
+    type Bitmap = ();
+
+    fn check_range(&self, addr: GuestAddress, count: usize, access: Permissions) -> bool {
+        GuestMemoryBackend::check_range(self.inner, addr, count)
+            && self.host.check(addr.0, count, access)
+    }
+
+    fn get_slices<'a>(
+        &'a self,
+        addr: GuestAddress,
+        count: usize,
+        access: Permissions,
+    ) -> Result<impl GuestMemorySliceIterator<'a, BS<'a, ()>>, GuestMemoryError> {
+        if !self.host.check(addr.0, count, access) {
+            return Err(GuestMemoryError::InvalidGuestAddress(addr));
+        }
+        Ok(GuestMemoryBackend::get_slices(self.inner, addr, count))
+    }
+
+    // `physical_memory()` keeps its default `None`: nobody may bypass the
+    // host view through the underlying memory.
+}

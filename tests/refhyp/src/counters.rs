@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Counters of the device side and of the fault injector, and the JSON
+//! document that joins them to the state machine's own counters.
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::Path;
+
+/// What the device backends and the adversary did.
+#[derive(Default, Debug, Clone)]
+pub struct DeviceCounters {
+    /// Queue notifications handled (each one is an exit).
+    pub kicks: u64,
+    /// Descriptor chains taken from the available rings.
+    pub requests: u64,
+    pub requests_ok: u64,
+    pub requests_ioerr: u64,
+    pub requests_unsupported: u64,
+    /// Requests not completed because not even the status byte was writable.
+    pub requests_dropped: u64,
+    /// Chains that loop, are too long, or have no status descriptor.
+    pub malformed_chains: u64,
+    /// Bytes the device read from guest memory (request payloads).
+    pub bytes_read: u64,
+    /// Bytes the device wrote to guest memory (request payloads).
+    pub bytes_written: u64,
+    /// Device accesses (rings, descriptors, headers, data, status) refused
+    /// by the host view after a drain.
+    pub violations: u64,
+    /// Accesses let through without a check (`--no-enforce`).
+    pub unchecked_accesses: u64,
+    pub adversarial_attempts: u64,
+    pub adversarial_denied: u64,
+    /// Must stay 0: an access after a completed unmap that was allowed.
+    pub adversarial_allowed: u64,
+    /// Doorbells served (each one is an exit).
+    pub doorbells: u64,
+    pub mailbox_calls: u64,
+}
+
+/// What the fault injector did.
+#[derive(Default, Debug, Clone)]
+pub struct FaultCounters {
+    pub syncs_failed: u64,
+    pub unshares_failed: u64,
+    pub unshares_truncated: u64,
+    pub drains_delayed: u64,
+}
+
+fn push_fields(out: &mut String, fields: &[(&str, u64)]) {
+    out.push('{');
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "\"{k}\":{v}");
+    }
+    out.push('}');
+}
+
+impl DeviceCounters {
+    pub fn to_json(&self) -> String {
+        let mut s = String::new();
+        push_fields(
+            &mut s,
+            &[
+                ("kicks", self.kicks),
+                ("requests", self.requests),
+                ("requests_ok", self.requests_ok),
+                ("requests_ioerr", self.requests_ioerr),
+                ("requests_unsupported", self.requests_unsupported),
+                ("requests_dropped", self.requests_dropped),
+                ("malformed_chains", self.malformed_chains),
+                ("bytes_read", self.bytes_read),
+                ("bytes_written", self.bytes_written),
+                ("violations", self.violations),
+                ("unchecked_accesses", self.unchecked_accesses),
+                ("adversarial_attempts", self.adversarial_attempts),
+                ("adversarial_denied", self.adversarial_denied),
+                ("adversarial_allowed", self.adversarial_allowed),
+                ("doorbells", self.doorbells),
+                ("mailbox_calls", self.mailbox_calls),
+            ],
+        );
+        s
+    }
+}
+
+impl FaultCounters {
+    pub fn to_json(&self) -> String {
+        let mut s = String::new();
+        push_fields(
+            &mut s,
+            &[
+                ("syncs_failed", self.syncs_failed),
+                ("unshares_failed", self.unshares_failed),
+                ("unshares_truncated", self.unshares_truncated),
+                ("drains_delayed", self.drains_delayed),
+            ],
+        );
+        s
+    }
+}
+
+/// Joins the three counter sets into one document:
+/// `{"hyp": {...}, "device": {...}, "faults": {...}}`.
+pub fn document(hyp_json: &str, dev: &DeviceCounters, faults: &FaultCounters) -> String {
+    format!(
+        "{{\"hyp\":{},\"device\":{},\"faults\":{}}}\n",
+        hyp_json,
+        dev.to_json(),
+        faults.to_json()
+    )
+}
+
+/// Writes the document atomically (temporary file + rename), so a reader
+/// polling the file never sees half of it.
+pub fn write_file(path: &Path, doc: &str) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, doc)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_shape() {
+        let dev = DeviceCounters {
+            kicks: 3,
+            ..Default::default()
+        };
+        let doc = document("{\"drains\":1}", &dev, &FaultCounters::default());
+        assert!(doc.starts_with("{\"hyp\":{\"drains\":1},\"device\":{\"kicks\":3,"));
+        assert!(doc.contains("\"faults\":{\"syncs_failed\":0,"));
+    }
+}

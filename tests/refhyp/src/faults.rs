@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Fault injection at the transport layer, around the state machine's
+//! `call()`: the state machine itself stays the reference.
+//!
+//! The guest driver's robustness tests use it to see refused syncs, refused
+//! or partial unshares, and slow drains.
+
+use std::time::Duration;
+
+use pviommu_reference_hyp::abi::call::{Func, Status, NR_ARGS};
+
+use crate::counters::FaultCounters;
+
+/// Which faults to inject, from the command line, and what was injected.
+#[derive(Debug, Default)]
+pub struct FaultPlan {
+    /// Refuse this many more `SYNC` calls with `BUSY`.
+    pub fail_syncs: u64,
+    /// Refuse this many more `UNSHARE` calls with `BUSY`.
+    pub fail_unshares: u64,
+    /// Pass at most this many pages to each `UNSHARE`; the state machine
+    /// then reports the smaller count as partial progress.
+    pub partial_unshare: Option<u64>,
+    /// Sleep this long before every drain (queue kick or `SYNC`).
+    pub drain_delay: Duration,
+    pub counters: FaultCounters,
+}
+
+/// What to do with one call.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Answer with this status without calling the state machine.
+    Refuse(Status),
+    /// Call the state machine with these (possibly changed) arguments.
+    Forward([u64; NR_ARGS]),
+}
+
+/// `UNSHARE`'s argument holding the number of pages (a0 is the first frame).
+const UNSHARE_NR_PAGES_ARG: usize = 1;
+
+impl FaultPlan {
+    /// Decides the fate of one call, consuming one injected fault if any.
+    pub fn before_call(&mut self, func: u32, mut args: [u64; NR_ARGS]) -> Verdict {
+        match Func::from_raw(func) {
+            Some(Func::Sync) if self.fail_syncs > 0 => {
+                self.fail_syncs -= 1;
+                self.counters.syncs_failed += 1;
+                Verdict::Refuse(Status::Busy)
+            }
+            Some(Func::Unshare) if self.fail_unshares > 0 => {
+                self.fail_unshares -= 1;
+                self.counters.unshares_failed += 1;
+                Verdict::Refuse(Status::Busy)
+            }
+            Some(Func::Unshare) => {
+                if let Some(max) = self.partial_unshare {
+                    if args[UNSHARE_NR_PAGES_ARG] > max {
+                        args[UNSHARE_NR_PAGES_ARG] = max;
+                        self.counters.unshares_truncated += 1;
+                    }
+                }
+                Verdict::Forward(args)
+            }
+            _ => Verdict::Forward(args),
+        }
+    }
+
+    /// Returns how long to stall before a drain, counting the stall.
+    pub fn drain_delay(&mut self) -> Duration {
+        if !self.drain_delay.is_zero() {
+            self.counters.drains_delayed += 1;
+        }
+        self.drain_delay
+    }
+
+    /// Whether `func` drains the ring (and so suffers `drain_delay`).
+    pub fn drains(func: u32) -> bool {
+        Func::from_raw(func) == Some(Func::Sync)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fails_exactly_n_syncs() {
+        let mut p = FaultPlan {
+            fail_syncs: 2,
+            ..Default::default()
+        };
+        let sync = Func::Sync as u32;
+        assert_eq!(p.before_call(sync, [0; 6]), Verdict::Refuse(Status::Busy));
+        assert_eq!(p.before_call(sync, [0; 6]), Verdict::Refuse(Status::Busy));
+        assert_eq!(p.before_call(sync, [0; 6]), Verdict::Forward([0; 6]));
+        assert_eq!(p.counters.syncs_failed, 2);
+    }
+
+    #[test]
+    fn truncates_unshares_only() {
+        let mut p = FaultPlan {
+            partial_unshare: Some(2),
+            ..Default::default()
+        };
+        let unshare = Func::Unshare as u32;
+        assert_eq!(
+            p.before_call(unshare, [100, 8, 0, 0, 0, 0]),
+            Verdict::Forward([100, 2, 0, 0, 0, 0])
+        );
+        assert_eq!(
+            p.before_call(unshare, [100, 1, 0, 0, 0, 0]),
+            Verdict::Forward([100, 1, 0, 0, 0, 0])
+        );
+        let share = Func::Share as u32;
+        assert_eq!(
+            p.before_call(share, [100, 8, 3, 0, 0, 0]),
+            Verdict::Forward([100, 8, 3, 0, 0, 0])
+        );
+        assert_eq!(p.counters.unshares_truncated, 1);
+    }
+}

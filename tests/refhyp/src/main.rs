@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! pviommu reference hypervisor for QEMU.
+//!
+//! Serves the pviommu mailbox over `ivshmem-doorbell`, keeps the host view
+//! with the reference state machine, and serves a vhost-user-blk device
+//! whose every guest memory access is checked against that view.
+
+mod blk;
+mod checked_memory;
+mod cli;
+mod counters;
+mod faults;
+mod guest_ram;
+mod host;
+mod ivshmem_server;
+mod logger;
+mod mailbox;
+mod shared_region;
+mod signals;
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::thread;
+
+use vhost::vhost_user::Listener;
+use vhost_user_backend::VhostUserDaemon;
+use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
+
+use crate::cli::Options;
+use crate::faults::FaultPlan;
+use crate::guest_ram::RamFile;
+use crate::host::Host;
+use crate::ivshmem_server::{IvshmemServer, HYP_PEER_ID};
+use crate::shared_region::ShmRegion;
+
+/// The vector the hypervisor raises after serving the mailbox.
+const COMPLETION_VECTOR: usize = 0;
+
+fn start_ivshmem(host: Arc<Host>, o: &Options) -> io::Result<()> {
+    mailbox::init_region_header(host.shm(), HYP_PEER_ID, COMPLETION_VECTOR as u16)?;
+    let mut server = IvshmemServer::bind(&o.ivshmem_socket, host.shm().fd(), o.ivshmem_vectors)?;
+    thread::Builder::new()
+        .name("ivshmem".into())
+        .spawn(move || {
+            let result = server.run(|server, _vector| {
+                if host.on_doorbell() > 0 {
+                    server.notify(COMPLETION_VECTOR);
+                }
+            });
+            if let Err(e) = result {
+                log::error!("ivshmem server stopped: {e}");
+            }
+        })?;
+    Ok(())
+}
+
+fn start_blk(host: Arc<Host>, socket: &Path, image: &Path, queues: u16) -> io::Result<()> {
+    let disk = OpenOptions::new().read(true).write(true).open(image)?;
+    let backend = Arc::new(blk::BlkBackend::new(host, disk, queues)?);
+    let mut daemon = VhostUserDaemon::new(
+        "vhost-user-blk".into(),
+        backend,
+        GuestMemoryAtomic::new(GuestMemoryMmap::new()),
+    )
+    .map_err(|e| io::Error::other(format!("vhost-user daemon: {e}")))?;
+    let mut listener = Listener::new(socket, true).map_err(io::Error::other)?;
+    thread::Builder::new()
+        .name("vhost-user-blk".into())
+        .spawn(move || loop {
+            // One frontend at a time; a new one may come after a disconnect.
+            if let Err(e) = daemon.start(&mut listener) {
+                log::error!("vhost-user-blk: accept failed: {e}");
+                return;
+            }
+            match daemon.wait() {
+                Ok(()) => log::info!("vhost-user-blk: frontend disconnected"),
+                Err(e) => log::warn!("vhost-user-blk: connection ended: {e}"),
+            }
+        })?;
+    Ok(())
+}
+
+fn write_counters(host: &Host, path: Option<&PathBuf>) {
+    if let Some(p) = path {
+        if let Err(e) = counters::write_file(p, &host.counters_json()) {
+            log::error!("cannot write counters to {}: {e}", p.display());
+        }
+    }
+}
+
+fn run(o: Options) -> io::Result<()> {
+    // Before any thread exists, so that every thread inherits the mask and
+    // only the signal loop below sees these signals.
+    let signals = signals::block()?;
+    let ram = RamFile::create(&o.ram_file, o.ram_size)?;
+    let shm = ShmRegion::create(o.ivshmem_size)?;
+    let faults = FaultPlan {
+        fail_syncs: o.fail_syncs,
+        fail_unshares: o.fail_unshares,
+        partial_unshare: o.partial_unshare,
+        drain_delay: o.drain_delay,
+        ..Default::default()
+    };
+    let host = Arc::new(Host::new(ram, shm, faults, o.enforce, o.adversarial));
+    start_ivshmem(host.clone(), &o)?;
+    if let (Some(sock), Some(img)) = (&o.blk_socket, &o.blk_image) {
+        start_blk(host.clone(), sock, img, o.blk_queues)?;
+    }
+    if !o.enforce {
+        log::warn!("--no-enforce: device accesses are not checked");
+    }
+    let mut out = io::stdout().lock();
+    writeln!(out, "READY")?;
+    out.flush()?;
+    drop(out);
+
+    loop {
+        match signals.wait()? {
+            signals::Signal::Dump => write_counters(&host, o.counters.as_ref()),
+            signals::Signal::Stop => break,
+        }
+    }
+    write_counters(&host, o.counters.as_ref());
+    for p in [Some(&o.ivshmem_socket), o.blk_socket.as_ref()].into_iter().flatten() {
+        let _ = std::fs::remove_file(p);
+    }
+    if !o.keep_ram_file {
+        let _ = std::fs::remove_file(&o.ram_file);
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    logger::init();
+    let opts = match Options::parse(std::env::args().skip(1)) {
+        Ok(o) => o,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pviommu-refhyp: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
