@@ -47,7 +47,10 @@ pub const fn doorbell_value(peer: u16, vector: u16) -> u32 {
 /// Returns the number of call slots of a region of `region_size` bytes, or
 /// `None` if the size is not a power of two of at least 8 KiB below 4 GiB.
 pub const fn nr_slots(region_size: u64) -> Option<u32> {
-    if !region_size.is_power_of_two() || region_size < MAILBOX_MIN_REGION || region_size > u32::MAX as u64 {
+    if !region_size.is_power_of_two()
+        || region_size < MAILBOX_MIN_REGION
+        || region_size > u32::MAX as u64
+    {
         return None;
     }
     let n = (region_size - MAILBOX_SLOTS_OFFSET) / MAILBOX_SLOT_SIZE;

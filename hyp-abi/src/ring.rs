@@ -233,7 +233,9 @@ impl Reservation<'_> {
     pub fn publish(self, gfn: u64, nr_pages: u32) {
         self.slot.gfn.store(gfn, Ordering::Relaxed);
         self.slot.nr_pages.store(nr_pages, Ordering::Relaxed);
-        self.slot.seq.store(record_seq(self.index), Ordering::Release);
+        self.slot
+            .seq
+            .store(record_seq(self.index), Ordering::Release);
     }
 }
 

@@ -107,7 +107,11 @@ impl<'a> PageTracker<'a> {
 
     /// Runs `update` on the state word of `gfn` under its bit lock and stores
     /// the resulting table entry; returns whether the entry changed.
-    fn locked_update(&self, gfn: u64, update: impl Fn(u32) -> Result<u32, Error>) -> Result<bool, Error> {
+    fn locked_update(
+        &self,
+        gfn: u64,
+        update: impl Fn(u32) -> Result<u32, Error>,
+    ) -> Result<bool, Error> {
         let index = usize::try_from(gfn).map_err(|_| Error::OutOfRange)?;
         let (Some(state), Some(entry)) = (self.state.get(index), self.table.get(index)) else {
             return Err(Error::OutOfRange);
@@ -119,7 +123,8 @@ impl<'a> PageTracker<'a> {
                 old = state.load(Ordering::Relaxed);
                 continue;
             }
-            match state.compare_exchange_weak(old, old | LOCK, Ordering::Acquire, Ordering::Relaxed) {
+            match state.compare_exchange_weak(old, old | LOCK, Ordering::Acquire, Ordering::Relaxed)
+            {
                 Ok(_) => break,
                 Err(now) => old = now,
             }
@@ -189,9 +194,17 @@ impl<'a> PageTracker<'a> {
         self.range(gfn, nr, |g| self.unmap(g, perm))
     }
 
-    fn range(&self, gfn: u64, nr: u32, op: impl Fn(u64) -> Result<bool, Error>) -> (Progress, Result<(), Error>) {
+    fn range(
+        &self,
+        gfn: u64,
+        nr: u32,
+        op: impl Fn(u64) -> Result<bool, Error>,
+    ) -> (Progress, Result<(), Error>) {
         let mut progress = Progress::default();
-        if gfn.checked_add(u64::from(nr)).map_or(true, |end| end > self.frames()) {
+        if gfn
+            .checked_add(u64::from(nr))
+            .map_or(true, |end| end > self.frames())
+        {
             return (progress, Err(Error::OutOfRange));
         }
         for g in gfn..gfn + u64::from(nr) {

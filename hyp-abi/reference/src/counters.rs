@@ -41,7 +41,14 @@ pub struct Counters {
     pub statuses: [u64; NR_STATUSES],
 }
 
-const FUNCS: [Func; NR_FUNCS] = [Func::Version, Func::Init, Func::Sync, Func::Share, Func::Unshare, Func::Reset];
+const FUNCS: [Func; NR_FUNCS] = [
+    Func::Version,
+    Func::Init,
+    Func::Sync,
+    Func::Share,
+    Func::Unshare,
+    Func::Reset,
+];
 const STATUSES: [Status; NR_STATUSES] = [
     Status::Success,
     Status::NotSupported,

@@ -5,10 +5,12 @@
 use crate::counters::Counters;
 use crate::pages::{host_bits, shareable, DIRECT_SHIFT, FORBIDDEN, PERM_BITS, RAM, TABLE_SHIFT};
 use crate::ram::GuestRam;
-use pviommu_hyp_abi::call::{reserved_args_zero, Func, Status, ABI_VERSION, FEATURES_KNOWN, NR_ARGS, NR_RETS};
+use pviommu_hyp_abi::call::{
+    reserved_args_zero, Func, Status, ABI_VERSION, FEATURES_KNOWN, NR_ARGS, NR_RETS,
+};
 use pviommu_hyp_abi::layout::{
-    record_seq, ring_bytes, Perm, RingRecord, PAGE_SHIFT, PAGE_SIZE, RING_CONSUMER_OFFSET, RING_HEADER_SIZE,
-    RING_ORDER_MIN, RING_PRODUCER_OFFSET, RING_RECORD_SIZE, TABLE_RESERVED_MASK,
+    record_seq, ring_bytes, Perm, RingRecord, PAGE_SHIFT, PAGE_SIZE, RING_CONSUMER_OFFSET,
+    RING_HEADER_SIZE, RING_ORDER_MIN, RING_PRODUCER_OFFSET, RING_RECORD_SIZE, TABLE_RESERVED_MASK,
 };
 use std::ops::Range;
 use std::sync::atomic::{fence, Ordering};
@@ -143,7 +145,12 @@ fn overlap(a: &Range<u64>, b: &Range<u64>) -> bool {
 impl Hypervisor {
     /// Creates the hypervisor of a guest with the given RAM layout.
     pub fn new(config: Config) -> Hypervisor {
-        let end = config.ram.iter().map(|r| r.end >> PAGE_SHIFT).max().unwrap_or(0);
+        let end = config
+            .ram
+            .iter()
+            .map(|r| r.end >> PAGE_SHIFT)
+            .max()
+            .unwrap_or(0);
         let nr = end.min(MAX_FRAMES);
         let mut pages = vec![0u8; nr as usize];
         for r in &config.ram {
@@ -191,7 +198,11 @@ impl Hypervisor {
 
     /// Returns the access the host has to frame `gfn`.
     pub fn host_perm(&self, gfn: u64) -> Perm {
-        let page = usize::try_from(gfn).ok().and_then(|i| self.pages.get(i)).copied().unwrap_or(0);
+        let page = usize::try_from(gfn)
+            .ok()
+            .and_then(|i| self.pages.get(i))
+            .copied()
+            .unwrap_or(0);
         Perm::from_entry_or_none(host_bits(page))
     }
 
@@ -210,7 +221,11 @@ impl Hypervisor {
                     CallResult::err(Status::InvalidParameter)
                 } else {
                     match f {
-                        Func::Version => CallResult::ok([ABI_VERSION.into(), FEATURES_KNOWN, MAX_RING_ORDER.into()]),
+                        Func::Version => CallResult::ok([
+                            ABI_VERSION.into(),
+                            FEATURES_KNOWN,
+                            MAX_RING_ORDER.into(),
+                        ]),
                         Func::Init => self.init(ram, args),
                         Func::Sync => self.sync(ram),
                         Func::Share => self.share(args[0], args[1], args[2]),
@@ -249,7 +264,9 @@ impl Hypervisor {
         }
         let table = frames(table_gpa, table_frames);
         let ring = frames(ring_gpa, ring_bytes(ring_order));
-        let pool = pool_pages.checked_mul(PAGE_SIZE).and_then(|bytes| frames(pool_gpa, bytes));
+        let pool = pool_pages
+            .checked_mul(PAGE_SIZE)
+            .and_then(|bytes| frames(pool_gpa, bytes));
         let (Some(table), Some(ring), Some(pool)) = (table, ring, pool) else {
             return CallResult::err(Status::InvalidParameter);
         };
@@ -257,7 +274,11 @@ impl Hypervisor {
             return CallResult::err(Status::Denied);
         }
         for r in [&table, &ring, &pool] {
-            if r.end > self.pages.len() as u64 || !self.pages[r.start as usize..r.end as usize].iter().all(|&p| p & RAM != 0) {
+            if r.end > self.pages.len() as u64
+                || !self.pages[r.start as usize..r.end as usize]
+                    .iter()
+                    .all(|&p| p & RAM != 0)
+            {
                 return CallResult::err(Status::Denied);
             }
         }
@@ -492,11 +513,21 @@ impl Hypervisor {
     /// Applies validated records; reads their table entries in one copy
     /// when they fall in one scratch-sized window (the common case of a
     /// burst of nearby buffers), else record by record.
-    fn apply_records(&mut self, ram: &dyn GuestRam, regs: &Regs, recs: &[(u64, u32)], stats: &mut DrainStats) {
+    fn apply_records(
+        &mut self,
+        ram: &dyn GuestRam,
+        regs: &Regs,
+        recs: &[(u64, u32)],
+        stats: &mut DrainStats,
+    ) {
         let Some(lo) = recs.iter().map(|r| r.0).min() else {
             return;
         };
-        let hi = recs.iter().map(|r| r.0 + u64::from(r.1)).max().unwrap_or(lo);
+        let hi = recs
+            .iter()
+            .map(|r| r.0 + u64::from(r.1))
+            .max()
+            .unwrap_or(lo);
         let mut scratch = std::mem::take(&mut self.scratch);
         if hi - lo <= SCRATCH as u64 {
             let window = &mut scratch[..(hi - lo) as usize];
@@ -518,7 +549,15 @@ impl Hypervisor {
 
     /// Applies the table entries of `nr` frames from `gfn`, which the caller
     /// has checked to lie inside the table.
-    fn apply_span(&mut self, ram: &dyn GuestRam, regs: &Regs, gfn: u64, nr: u64, scratch: &mut [u8], stats: &mut DrainStats) {
+    fn apply_span(
+        &mut self,
+        ram: &dyn GuestRam,
+        regs: &Regs,
+        gfn: u64,
+        nr: u64,
+        scratch: &mut [u8],
+        stats: &mut DrainStats,
+    ) {
         let mut g = gfn;
         while g < gfn + nr {
             let n = (gfn + nr - g).min(scratch.len() as u64) as usize;
@@ -599,7 +638,13 @@ impl Hypervisor {
     /// ring, applies the table entries of the accessed frames (the table is
     /// the source of truth; a mapping may be visible there before its record
     /// is published) and checks again; a second refusal is a violation.
-    pub fn check_access(&mut self, ram: &dyn GuestRam, gpa: u64, len: u64, access: Access) -> Result<(), Violation> {
+    pub fn check_access(
+        &mut self,
+        ram: &dyn GuestRam,
+        gpa: u64,
+        len: u64,
+        access: Access,
+    ) -> Result<(), Violation> {
         if self.permitted(gpa, len, access) {
             return Ok(());
         }

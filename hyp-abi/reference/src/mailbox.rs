@@ -5,7 +5,9 @@
 use crate::hyp::Hypervisor;
 use crate::ram::{GuestRam, OutOfRange};
 use pviommu_hyp_abi::call::{Status, ABI_VERSION, FEATURES_KNOWN, NR_ARGS};
-use pviommu_hyp_abi::mailbox::{nr_slots, slot_offset, MailboxHeader, MailboxSlot, MAILBOX_MAGIC, MAILBOX_SLOT_SIZE};
+use pviommu_hyp_abi::mailbox::{
+    nr_slots, slot_offset, MailboxHeader, MailboxSlot, MAILBOX_MAGIC, MAILBOX_SLOT_SIZE,
+};
 use std::cell::RefCell;
 use std::sync::atomic::{fence, Ordering};
 
@@ -29,7 +31,11 @@ pub enum RegionError {
 }
 
 /// Writes the mailbox header (and zeroes every slot) before the guest boots.
-pub fn init_region(region: &dyn SharedRegion, hyp_peer_id: u32, doorbell_vector: u32) -> Result<MailboxHeader, RegionError> {
+pub fn init_region(
+    region: &dyn SharedRegion,
+    hyp_peer_id: u32,
+    doorbell_vector: u32,
+) -> Result<MailboxHeader, RegionError> {
     let size = region.size();
     let slots = nr_slots(size).ok_or(RegionError::BadSize)?;
     let header = MailboxHeader {
@@ -44,9 +50,13 @@ pub fn init_region(region: &dyn SharedRegion, hyp_peer_id: u32, doorbell_vector:
     };
     let zero = [0u8; MAILBOX_SLOT_SIZE as usize];
     for slot in 0..slots {
-        region.write(slot_offset(slot), &zero).map_err(|_| RegionError::OutOfRange)?;
+        region
+            .write(slot_offset(slot), &zero)
+            .map_err(|_| RegionError::OutOfRange)?;
     }
-    region.write(0, &header.to_le_bytes()).map_err(|_| RegionError::OutOfRange)?;
+    region
+        .write(0, &header.to_le_bytes())
+        .map_err(|_| RegionError::OutOfRange)?;
     Ok(header)
 }
 
@@ -118,7 +128,9 @@ impl SharedRegion for VecRegion {
     fn read(&self, off: u64, buf: &mut [u8]) -> Result<(), OutOfRange> {
         let b = self.bytes.borrow();
         let start = usize::try_from(off).map_err(|_| OutOfRange)?;
-        let src = b.get(start..start.checked_add(buf.len()).ok_or(OutOfRange)?).ok_or(OutOfRange)?;
+        let src = b
+            .get(start..start.checked_add(buf.len()).ok_or(OutOfRange)?)
+            .ok_or(OutOfRange)?;
         buf.copy_from_slice(src);
         Ok(())
     }
@@ -126,7 +138,9 @@ impl SharedRegion for VecRegion {
     fn write(&self, off: u64, data: &[u8]) -> Result<(), OutOfRange> {
         let mut b = self.bytes.borrow_mut();
         let start = usize::try_from(off).map_err(|_| OutOfRange)?;
-        let dst = b.get_mut(start..start.checked_add(data.len()).ok_or(OutOfRange)?).ok_or(OutOfRange)?;
+        let dst = b
+            .get_mut(start..start.checked_add(data.len()).ok_or(OutOfRange)?)
+            .ok_or(OutOfRange)?;
         dst.copy_from_slice(data);
         Ok(())
     }

@@ -53,7 +53,8 @@ impl VecRam {
     }
 
     fn span(&self, gpa: u64, len: usize) -> Result<Range<usize>, OutOfRange> {
-        let start = usize::try_from(gpa.checked_sub(self.base).ok_or(OutOfRange)?).map_err(|_| OutOfRange)?;
+        let start = usize::try_from(gpa.checked_sub(self.base).ok_or(OutOfRange)?)
+            .map_err(|_| OutOfRange)?;
         let end = start.checked_add(len).ok_or(OutOfRange)?;
         if end > self.bytes.borrow().len() {
             return Err(OutOfRange);
