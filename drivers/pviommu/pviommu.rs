@@ -1,0 +1,21 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! pviommu: a paravirtual IOMMU that shares virtio DMA buffers of a
+//! protected guest with the host in place.
+//!
+//! The driver is built into the kernel and initialised from a C
+//! `fs_initcall_sync` (see `pviommu_initcall.c`), before virtio devices
+//! probe. The ABI it speaks lives in the project's `hyp-abi/` crate,
+//! included here by path so the guest and the reference hypervisor
+//! share one definition.
+
+#[path = "../../hyp-abi/src/lib.rs"]
+pub mod hyp_abi;
+mod init;
+#[cfg(CONFIG_PVIOMMU_KUNIT_TEST)]
+mod kunit;
+#[cfg(CONFIG_PVIOMMU_KUNIT_TEST)]
+mod tests;
+
+/// Prefix of the driver's kernel log messages (`pr_*!` use it).
+const __LOG_PREFIX: &[u8] = b"pviommu\0";

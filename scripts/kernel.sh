@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Prepare, configure and build the protected-guest kernel with the driver.
+#
+#   scripts/kernel.sh build      # tree + config + bzImage (incremental)
+#   scripts/kernel.sh tree       # only prepare the source tree
+#   scripts/kernel.sh print-out  # print the build directory
+#
+# Without KDIR the source is Debian's linux-source-6.12, extracted into
+# $PVIOMMU_CACHE/linux-6.12 and kept as a git tree whose `pristine` tag
+# is the unpatched source. With KDIR=/path/to/linux-6.12.y the user's
+# tree is used: the patch series is applied if it is not already.
+#
+# Every stamp is written only after its step succeeded, and each names
+# the inputs it was made from, so a changed patch, config fragment or
+# toolchain is never silently reused and an interrupted run is redone.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$here/scripts/lib.sh"
+
+patches_dir=$here/kernel/patches
+fragment=$here/kernel/pviommu-guest.config
+tarball=/usr/src/linux-source-6.12.tar.xz
+jobs=${JOBS:-$(($(nproc) + 1))}
+kmake_args=(ARCH=x86_64 LLVM=1 CLIPPY=1)
+
+hash_of() { cat "$@" | sha256sum | cut -c1-16; }
+patches_hash() { hash_of "$patches_dir"/*.patch; }
+
+toolchain_id() {
+	{
+		rustc --version
+		clippy-driver --version 2>/dev/null || true
+		bindgen --version
+		clang --version | head -1
+		ld.lld --version | head -1
+	} | sha256sum | cut -c1-16
+}
+
+check_tools() {
+	local t
+	for t in rustc clippy-driver bindgen clang ld.lld llvm-ar make bc flex bison; do
+		command -v "$t" >/dev/null || die "'$t' not found: run 'make setup' (scripts/setup.sh)"
+	done
+}
+
+# Debian's source, as a git tree with the series applied.
+prepare_debian_tree() {
+	local src=$PVIOMMU_CACHE/linux-6.12 want
+	[ -f "$tarball" ] || die "$tarball missing: install the Debian package linux-source-6.12 (make setup)"
+	want=$(stat -c '%s %Y' "$tarball" | sha256sum | cut -c1-16)
+	if [ "$(cat "$src/.pviommu-pristine" 2>/dev/null)" != "$want" ]; then
+		say "extracting $tarball into $src"
+		rm -rf "$src" "$src.tmp"
+		mkdir -p "$src.tmp"
+		tar -xf "$tarball" -C "$src.tmp" --strip-components=1
+		# Debian's top-level .gitignore ignores everything: add with -f.
+		git -C "$src.tmp" init -q
+		git -C "$src.tmp" add -f -A .
+		git -C "$src.tmp" -c user.name=pviommu -c user.email=pviommu@localhost \
+			commit -q -m "Linux $(linux_version "$src.tmp") (Debian linux-source-6.12)"
+		git -C "$src.tmp" tag pristine
+		echo "$want" >"$src.tmp/.pviommu-pristine"
+		mv "$src.tmp" "$src"
+	fi
+	want=$(patches_hash)
+	if [ "$(cat "$src/.pviommu-patches" 2>/dev/null)" != "$want" ]; then
+		say "applying the patch series to $src"
+		rm -f "$src/.pviommu-patches"
+		# Back to pristine: only files the old series touched change, so
+		# the build stays incremental.
+		git -C "$src" am --abort >/dev/null 2>&1 || true
+		git -C "$src" reset -q --hard pristine
+		git -C "$src" clean -q -fd -e .pviommu-pristine
+		local p
+		for p in "$patches_dir"/*.patch; do
+			if ! git -C "$src" -c user.name=pviommu -c user.email=pviommu@localhost \
+				am -q --keep-cr "$p" >/dev/null 2>&1; then
+				git -C "$src" am --abort >/dev/null 2>&1 || true
+				die "patch $(basename "$p") does not apply to $src: rebase it on Linux 6.12 (see kernel/README.md)"
+			fi
+		done
+		echo "$want" >"$src/.pviommu-patches"
+	fi
+	echo "$src"
+}
+
+linux_version() {
+	awk -F' = ' '/^VERSION/{v=$2} /^PATCHLEVEL/{p=$2} /^SUBLEVEL/{s=$2} END{print v "." p "." s}' "$1/Makefile"
+}
+
+# A user's tree: check it, then apply whatever of the series is missing.
+prepare_user_tree() {
+	local src=$1 p
+	[ -d "$src" ] || die "KDIR=$src does not exist: point KDIR at a Linux 6.12 source tree"
+	[ -f "$src/Makefile" ] && [ -f "$src/Kconfig" ] ||
+		die "KDIR=$src is not a kernel source tree (no top-level Makefile/Kconfig)"
+	case $(linux_version "$src") in
+	6.12.*) ;;
+	*) die "KDIR=$src is Linux $(linux_version "$src"); pviommu's patch series is for 6.12.y" ;;
+	esac
+	[ -f "$src/rust/Makefile" ] && [ -f "$src/rust/kernel/lib.rs" ] ||
+		die "KDIR=$src has no Rust support (rust/kernel missing): use a 6.12 tree with rust/"
+	if [ -f "$src/.config" ] || [ -d "$src/include/config" ]; then
+		die "KDIR=$src has been configured in-tree; pviommu builds out of tree (O=): run 'make -C $src mrproper' first"
+	fi
+	for p in "$patches_dir"/*.patch; do
+		if patch -d "$src" -p1 -R --dry-run -s -f <"$p" >/dev/null 2>&1; then
+			continue
+		fi
+		patch -d "$src" -p1 --dry-run -s -f <"$p" >/dev/null 2>&1 ||
+			die "patch $(basename "$p") neither applies to nor is applied in KDIR=$src"
+		say "applying $(basename "$p") to $src"
+		patch -d "$src" -p1 -s -f <"$p" >/dev/null
+	done
+	echo "$src"
+}
+
+prepare_tree() {
+	local src
+	if [ -n "${KDIR:-}" ]; then
+		src=$(prepare_user_tree "$(cd "$KDIR" 2>/dev/null && pwd || echo "$KDIR")")
+	else
+		src=$(prepare_debian_tree)
+	fi
+	# The kernel sees the project as drivers/pviommu.
+	local link=$src/drivers/pviommu
+	if [ -e "$link" ] && [ ! -L "$link" ]; then
+		die "$link exists and is not a link to the pviommu project: remove it"
+	fi
+	ln -sfn "$here" "$link"
+	echo "$src"
+}
+
+out_dir() {
+	local src=$1
+	echo "$PVIOMMU_CACHE/build-$(printf '%s' "$src" | sha256sum | cut -c1-8)-$(toolchain_id)"
+}
+
+configure() {
+	local src=$1 out=$2 want
+	want=$(hash_of "$fragment" "$patches_dir"/*.patch)
+	[ "$(cat "$out/.pviommu-config" 2>/dev/null)" = "$want" ] && [ -f "$out/.config" ] && return 0
+	rm -f "$out/.pviommu-config"
+	mkdir -p "$out"
+	say "configuring $out from $(basename "$fragment")"
+	make -s -C "$src" O="$out" "${kmake_args[@]}" rustavailable >"$out/rustavailable.log" 2>&1 || {
+		cat "$out/rustavailable.log" >&2
+		die "the Rust toolchain is not usable for this kernel (see above): run 'make setup'"
+	}
+	make -s -C "$src" O="$out" "${kmake_args[@]}" tinyconfig >/dev/null
+	"$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "$fragment" >"$out/merge.log" 2>&1 ||
+		die "merge_config.sh failed: see $out/merge.log"
+	make -s -C "$src" O="$out" "${kmake_args[@]}" olddefconfig >/dev/null
+	# Every option of the fragment must have survived dependency resolution.
+	local line missing=()
+	while IFS= read -r line; do
+		case $line in CONFIG_*=*) ;; *) continue ;; esac
+		grep -qxF "$line" "$out/.config" || missing+=("$line")
+	done <"$fragment"
+	[ ${#missing[@]} -eq 0 ] ||
+		die "the kernel dropped config options (unmet dependencies?): ${missing[*]}"
+	echo "$want" >"$out/.pviommu-config"
+}
+
+build() {
+	check_tools
+	local src out
+	src=$(prepare_tree)
+	out=$(out_dir "$src")
+	configure "$src" "$out"
+	mkdir -p "$PVIOMMU_CACHE/ccache"
+	say "building $out/arch/x86/boot/bzImage (-j$jobs; log: $out/build.log)"
+	if ! CCACHE_DIR=$PVIOMMU_CACHE/ccache make -C "$src" O="$out" "${kmake_args[@]}" \
+		CC="ccache clang" -j"$jobs" bzImage >"$out/build.log" 2>&1; then
+		grep -E 'error|Error|warning:' "$out/build.log" | head -40 >&2 || true
+		tail -20 "$out/build.log" >&2
+		die "kernel build failed: full log in $out/build.log"
+	fi
+	ln -sfn "$out" "$PVIOMMU_CACHE/current"
+	echo "$out/arch/x86/boot/bzImage"
+}
+
+case ${1:-build} in
+build) build ;;
+tree) check_tools && prepare_tree ;;
+print-out) out_dir "$(prepare_tree)" ;;
+*) die "usage: $0 build|tree|print-out" ;;
+esac
