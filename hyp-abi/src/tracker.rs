@@ -201,11 +201,9 @@ impl<'a> PageTracker<'a> {
         op: impl Fn(u64) -> Result<bool, Error>,
     ) -> (Progress, Result<(), Error>) {
         let mut progress = Progress::default();
-        if gfn
-            .checked_add(u64::from(nr))
-            .map_or(true, |end| end > self.frames())
-        {
-            return (progress, Err(Error::OutOfRange));
+        match gfn.checked_add(u64::from(nr)) {
+            Some(end) if end <= self.frames() => {}
+            _ => return (progress, Err(Error::OutOfRange)),
         }
         for g in gfn..gfn + u64::from(nr) {
             match op(g) {
