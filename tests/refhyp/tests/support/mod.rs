@@ -294,6 +294,11 @@ impl Guest {
 
     pub fn call_raw(&mut self, func: u32, flags: u32, args: [u64; 6]) -> (i64, [u64; 3]) {
         let mut slot = self.read_slot_raw(0);
+        // The next sequence follows the hypervisor's last answer, whatever
+        // a hostile test left in the slot; reserved0 must be zero.
+        let done = u32::from_le_bytes(slot[96..100].try_into().unwrap());
+        self.seq = done;
+        slot[60..64].fill(0);
         slot[0..4].copy_from_slice(&func.to_le_bytes());
         slot[4..8].copy_from_slice(&flags.to_le_bytes());
         for (i, a) in args.iter().enumerate() {
