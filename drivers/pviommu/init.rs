@@ -2,7 +2,7 @@
 
 //! Driver initialisation, called once at boot from `pviommu_initcall.c`.
 
-use crate::hyp_abi;
+use crate::hyp_abi::call::{ABI_MAJOR, ABI_MINOR};
 use kernel::prelude::*;
 
 /// Entry point of the driver, called from the C `fs_initcall_sync`.
@@ -10,7 +10,10 @@ use kernel::prelude::*;
 /// Returns 0 or a negative errno, as initcalls do.
 #[no_mangle]
 extern "C" fn pviommu_rust_init() -> core::ffi::c_int {
-    let (major, minor) = hyp_abi::abi_version_parts(hyp_abi::ABI_VERSION);
-    pr_info!("paravirtual IOMMU driver, ABI {}.{}\n", major, minor);
+    pr_info!(
+        "paravirtual IOMMU driver, ABI {}.{}\n",
+        ABI_MAJOR,
+        ABI_MINOR
+    );
     0
 }

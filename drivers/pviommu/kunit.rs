@@ -39,7 +39,13 @@ impl Test {
     ///
     /// `file` and `line` name the caller's source location and `what`
     /// explains the failure; both appear in the KTAP output.
-    pub(crate) fn expect(&self, ok: bool, file: &'static CStr, line: u32, what: fmt::Arguments<'_>) {
+    pub(crate) fn expect(
+        &self,
+        ok: bool,
+        file: &'static CStr,
+        line: u32,
+        what: fmt::Arguments<'_>,
+    ) {
         if ok {
             return;
         }
@@ -156,7 +162,10 @@ pub(crate) const fn suite_name(name: &CStr) -> [c_char; 256] {
 }
 
 /// Builds a `struct kunit_suite` around a case array.
-pub(crate) const fn suite(name: [c_char; 256], cases: *mut bindings::kunit_case) -> bindings::kunit_suite {
+pub(crate) const fn suite(
+    name: [c_char; 256],
+    cases: *mut bindings::kunit_case,
+) -> bindings::kunit_suite {
     bindings::kunit_suite {
         name,
         suite_init: None,
@@ -252,7 +261,9 @@ macro_rules! expect {
         $test.expect(
             $cond,
             // SAFETY: `file!()` holds no NUL and we append one.
-            unsafe { core::ffi::CStr::from_bytes_with_nul_unchecked(concat!(file!(), "\0").as_bytes()) },
+            unsafe {
+                core::ffi::CStr::from_bytes_with_nul_unchecked(concat!(file!(), "\0").as_bytes())
+            },
             line!(),
             format_args!("expected {}", stringify!($cond)),
         )
@@ -267,7 +278,9 @@ macro_rules! expect_eq {
         $test.expect(
             *left == *right,
             // SAFETY: `file!()` holds no NUL and we append one.
-            unsafe { core::ffi::CStr::from_bytes_with_nul_unchecked(concat!(file!(), "\0").as_bytes()) },
+            unsafe {
+                core::ffi::CStr::from_bytes_with_nul_unchecked(concat!(file!(), "\0").as_bytes())
+            },
             line!(),
             format_args!(
                 "expected {} == {}, got {:?} and {:?}",

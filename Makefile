@@ -1,0 +1,51 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# pviommu: the user-facing entry points. The kernel build reads Kbuild,
+# not this file.
+#
+#   make run     build the protected-guest kernel and boot it with the demo
+#   make check   everything: set-up, kernel, cargo, lint, KUnit, boot tests
+#
+# Build trees and caches live in $(PVIOMMU_CACHE) (~/.cache/pviommu by
+# default), never in the repository. KDIR=/path/to/linux-6.12.y builds
+# against your own tree instead of Debian's linux-source-6.12.
+
+SHELL := /bin/bash
+export KDIR
+export PVIOMMU_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pviommu
+export CARGO_TARGET_DIR ?= $(PVIOMMU_CACHE)/cargo-target
+
+.PHONY: all setup kernel run check cargo-test lint kunit boot-test clean help
+
+all: kernel
+
+help:
+	@sed -n '3,12p' Makefile
+
+setup:
+	@scripts/setup.sh
+
+kernel: setup
+	@scripts/kernel.sh build
+
+run: kernel
+	@tests/boot/run.py --demo
+
+check:
+	@scripts/check.sh
+
+# The steps of `make check`, one by one.
+cargo-test: setup
+	cargo test --workspace
+
+lint: setup
+	@scripts/lint.sh
+
+kunit: kernel
+	@tests/kunit/run.py
+
+boot-test: kernel
+	@tests/boot/run.py
+
+clean:
+	rm -rf "$(PVIOMMU_CACHE)"/build-* "$(PVIOMMU_CACHE)"/current "$(CARGO_TARGET_DIR)"

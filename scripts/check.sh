@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# `make check`: every test of the project, in one run.
+#
+# Each step runs even when an earlier one failed (except that nothing
+# runs without set-up and a kernel), and reports passed/failed/skipped
+# counts. The last line is the total: "N passed, N failed[, N skipped]".
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$here/scripts/lib.sh"
+cd "$here"
+: "${CARGO_TARGET_DIR:=$PVIOMMU_CACHE/cargo-target}"
+export CARGO_TARGET_DIR
+
+results=$PVIOMMU_CACHE/results
+rm -rf "$results"
+mkdir -p "$results"
+start=$(date +%s)
+
+# step NAME COMMAND...: run a step that writes no counts: 1 pass or 1 fail.
+step() {
+	local name=$1
+	shift
+	local t0=$SECONDS
+	say "== $name"
+	if "$@"; then
+		echo "1 0 0" >"$results/$name"
+		say "== $name: ok ($((SECONDS - t0)) s)"
+	else
+		echo "0 1 0" >"$results/$name"
+		say "== $name: FAILED ($((SECONDS - t0)) s)"
+	fi
+}
+
+# counted NAME COMMAND...: a step that writes its own counts to $out.
+counted() {
+	local name=$1
+	shift
+	local t0=$SECONDS
+	say "== $name"
+	out=$results/$name
+	if ! "$@" || [ ! -s "$out" ]; then
+		[ -s "$out" ] || echo "0 1 0" >"$out"
+		read -r p f s <"$out"
+		[ "$f" -gt 0 ] || echo "$p 1 $s" >"$out"
+		say "== $name: FAILED ($((SECONDS - t0)) s)"
+	else
+		say "== $name: ok ($((SECONDS - t0)) s)"
+	fi
+}
+
+cargo_tests() {
+	local log=$results/cargo.log
+	cargo test --workspace 2>&1 | tee "$log"
+	local rc=${PIPESTATUS[0]}
+	awk '/^test result:/ { p += $4; f += $6; s += $8 } END { print p+0, f+0, s+0 }' \
+		"$log" >"$out"
+	return "$rc"
+}
+
+step setup scripts/setup.sh || true
+if [ "$(cat "$results/setup")" != "1 0 0" ]; then
+	die "set-up failed: nothing else can run"
+fi
+step kernel-build scripts/kernel.sh build
+counted cargo-test cargo_tests
+step lint scripts/lint.sh
+if [ "$(cat "$results/kernel-build")" = "1 0 0" ]; then
+	counted kunit tests/kunit/run.py --results "$results/kunit"
+	counted boot-test tests/boot/run.py --results "$results/boot-test"
+fi
+
+say "== results ($(( $(date +%s) - start )) s)"
+passed=0 failed=0 skipped=0
+for f in "$results"/*; do
+	case $f in *.log) continue ;; esac
+	read -r p fl s <"$f"
+	printf '  %-14s %4d passed %4d failed %4d skipped\n' "$(basename "$f")" "$p" "$fl" "$s" >&2
+	passed=$((passed + p)) failed=$((failed + fl)) skipped=$((skipped + s))
+done
+if [ "$skipped" -gt 0 ]; then
+	echo "$passed passed, $failed failed, $skipped skipped"
+else
+	echo "$passed passed, $failed failed"
+fi
+[ "$failed" -eq 0 ]
