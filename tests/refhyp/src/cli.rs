@@ -182,9 +182,18 @@ mod tests {
     #[test]
     fn rejects_bad_lines() {
         assert!(Options::parse(args("--ram-size 1M --ivshmem-socket s")).is_err());
-        assert!(Options::parse(args("--ram-file f --ram-size 1M --ivshmem-socket s --ivshmem-size 48K")).is_err());
-        assert!(Options::parse(args("--ram-file f --ram-size 1M --ivshmem-socket s --blk-socket b")).is_err());
-        assert!(Options::parse(args("--ram-file f --ram-size 1M --ivshmem-socket s --bogus 1")).is_err());
+        assert!(Options::parse(args(
+            "--ram-file f --ram-size 1M --ivshmem-socket s --ivshmem-size 48K"
+        ))
+        .is_err());
+        assert!(Options::parse(args(
+            "--ram-file f --ram-size 1M --ivshmem-socket s --blk-socket b"
+        ))
+        .is_err());
+        assert!(Options::parse(args(
+            "--ram-file f --ram-size 1M --ivshmem-socket s --bogus 1"
+        ))
+        .is_err());
         assert!(Options::parse(args("--ram-file f --ram-size 1M --ivshmem-socket")).is_err());
     }
 }

@@ -131,7 +131,10 @@ mod tests {
     fn layout_big_guest_splits_at_2g() {
         let l = q35_layout(4 << 30);
         assert_eq!(l[0].len, 2 << 30);
-        assert_eq!((l[1].gpa, l[1].file_offset, l[1].len), (4 << 30, 2 << 30, 2 << 30));
+        assert_eq!(
+            (l[1].gpa, l[1].file_offset, l[1].len),
+            (4 << 30, 2 << 30, 2 << 30)
+        );
     }
 
     #[test]

@@ -44,7 +44,10 @@ fn send_msg(stream: &UnixStream, value: i64, fd: Option<RawFd>) -> io::Result<()
         .send_with_fds(&[&bytes[..]], &fds)
         .map_err(io::Error::from)?;
     if sent != bytes.len() {
-        return Err(io::Error::new(io::ErrorKind::WriteZero, "short ivshmem message"));
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "short ivshmem message",
+        ));
     }
     Ok(())
 }

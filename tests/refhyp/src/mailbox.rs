@@ -82,7 +82,11 @@ fn call(g: &mut HostInner, ram: &dyn GuestRam, func: u32, args: [u64; 6]) -> Cal
 }
 
 /// Writes the region header the guest reads before its first call.
-pub fn init_region_header(shm: &dyn SharedRegion, hyp_peer_id: u16, vector: u16) -> std::io::Result<()> {
+pub fn init_region_header(
+    shm: &dyn SharedRegion,
+    hyp_peer_id: u16,
+    vector: u16,
+) -> std::io::Result<()> {
     init_region(shm, hyp_peer_id.into(), vector.into())
         .map(|_| ())
         .map_err(|e| std::io::Error::other(format!("shared region: {e:?}")))

@@ -117,14 +117,14 @@ fn run(o: Options) -> io::Result<()> {
     out.flush()?;
     drop(out);
 
-    loop {
-        match signals.wait()? {
-            signals::Signal::Dump => write_counters(&host, o.counters.as_ref()),
-            signals::Signal::Stop => break,
-        }
+    while let signals::Signal::Dump = signals.wait()? {
+        write_counters(&host, o.counters.as_ref());
     }
     write_counters(&host, o.counters.as_ref());
-    for p in [Some(&o.ivshmem_socket), o.blk_socket.as_ref()].into_iter().flatten() {
+    for p in [Some(&o.ivshmem_socket), o.blk_socket.as_ref()]
+        .into_iter()
+        .flatten()
+    {
         let _ = std::fs::remove_file(p);
     }
     if !o.keep_ram_file {

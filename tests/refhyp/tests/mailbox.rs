@@ -33,7 +33,14 @@ fn version_init_and_completion_interrupt() {
     g.init();
     let (st, _) = g.call(
         FUNC_INIT,
-        [TABLE_GPA, TABLE_FRAMES, RING_GPA, RING_ORDER, POOL_GPA, POOL_PAGES],
+        [
+            TABLE_GPA,
+            TABLE_FRAMES,
+            RING_GPA,
+            RING_ORDER,
+            POOL_GPA,
+            POOL_PAGES,
+        ],
     );
     assert_eq!(st, -6, "a second INIT is refused (BAD_STATE)");
     let c = h.stop();
@@ -91,7 +98,10 @@ fn garbage_mailbox_is_answered_not_fatal() {
                 (s[56..60] == s[96..100]).then_some(s)
             });
             let status = i64::from_le_bytes(s[64..72].try_into().unwrap());
-            assert!((-6..=0).contains(&status), "round {round} slot {slot}: status {status}");
+            assert!(
+                (-6..=0).contains(&status),
+                "round {round} slot {slot}: status {status}"
+            );
         }
         assert!(h.alive());
     }
@@ -108,17 +118,46 @@ fn malformed_calls_are_refused() {
     let h = Refhyp::start("malformed", &[]);
     let mut g = Guest::connect(&h);
     assert_eq!(g.call_raw(FUNC_VERSION, 1, [0; 6]).0, ST_INVALID, "flags");
-    assert_eq!(g.call(FUNC_VERSION, [1, 0, 0, 0, 0, 0]).0, ST_INVALID, "reserved arg");
-    assert_eq!(g.call(0xdead, [0; 6]).0, ST_NOT_SUPPORTED, "unknown function");
+    assert_eq!(
+        g.call(FUNC_VERSION, [1, 0, 0, 0, 0, 0]).0,
+        ST_INVALID,
+        "reserved arg"
+    );
+    assert_eq!(
+        g.call(0xdead, [0; 6]).0,
+        ST_NOT_SUPPORTED,
+        "unknown function"
+    );
     assert_eq!(g.call(FUNC_SYNC, [0; 6]).0, -6, "SYNC before INIT");
     // INIT naming memory outside RAM, or overlapping table and ring.
     let bad = [
-        [TABLE_GPA, TABLE_FRAMES, RAM_SIZE + PAGE, RING_ORDER, POOL_GPA, 1],
+        [
+            TABLE_GPA,
+            TABLE_FRAMES,
+            RAM_SIZE + PAGE,
+            RING_ORDER,
+            POOL_GPA,
+            1,
+        ],
         [TABLE_GPA, TABLE_FRAMES, TABLE_GPA, RING_ORDER, POOL_GPA, 1],
-        [TABLE_GPA + 1, TABLE_FRAMES, RING_GPA, RING_ORDER, POOL_GPA, 1],
+        [
+            TABLE_GPA + 1,
+            TABLE_FRAMES,
+            RING_GPA,
+            RING_ORDER,
+            POOL_GPA,
+            1,
+        ],
         [TABLE_GPA, u64::MAX, RING_GPA, RING_ORDER, POOL_GPA, 1],
         [TABLE_GPA, TABLE_FRAMES, RING_GPA, 63, POOL_GPA, 1],
-        [TABLE_GPA, TABLE_FRAMES, RING_GPA, RING_ORDER, u64::MAX & !0xfff, u64::MAX],
+        [
+            TABLE_GPA,
+            TABLE_FRAMES,
+            RING_GPA,
+            RING_ORDER,
+            !0xfff,
+            u64::MAX,
+        ],
     ];
     for args in bad {
         let st = g.call(FUNC_INIT, args).0;
@@ -136,10 +175,20 @@ fn out_of_range_frames_are_refused() {
     let ram_frames = RAM_SIZE / PAGE;
     // Direct shares beyond RAM, of the table itself, and wrapping ranges.
     assert_eq!(g.call(FUNC_SHARE, [ram_frames, 1, 3, 0, 0, 0]).0, ST_DENIED);
-    assert_eq!(g.call(FUNC_SHARE, [TABLE_GPA / PAGE, 1, 3, 0, 0, 0]).0, ST_DENIED);
+    assert_eq!(
+        g.call(FUNC_SHARE, [TABLE_GPA / PAGE, 1, 3, 0, 0, 0]).0,
+        ST_DENIED
+    );
     assert_eq!(g.call(FUNC_SHARE, [u64::MAX, 2, 3, 0, 0, 0]).0, ST_INVALID);
-    assert_eq!(g.call(FUNC_SHARE, [16, 1, 2, 0, 0, 0]).0, ST_INVALID, "perm 2");
-    assert_eq!(g.call(FUNC_UNSHARE, [ram_frames + 5, 1, 0, 0, 0, 0]).0, ST_DENIED);
+    assert_eq!(
+        g.call(FUNC_SHARE, [16, 1, 2, 0, 0, 0]).0,
+        ST_INVALID,
+        "perm 2"
+    );
+    assert_eq!(
+        g.call(FUNC_UNSHARE, [ram_frames + 5, 1, 0, 0, 0, 0]).0,
+        ST_DENIED
+    );
     // Ring records naming frames past the table, zero frames, or wrapping.
     g.publish(TABLE_FRAMES, 1);
     g.publish(5, 0);

@@ -65,8 +65,10 @@ impl BlkDriver {
         fe.set_features(features & !(1 << 33)).unwrap();
         let pf = fe.get_protocol_features().unwrap();
         assert!(pf.contains(VhostUserProtocolFeatures::CONFIG));
-        fe.set_protocol_features(pf & (VhostUserProtocolFeatures::CONFIG | VhostUserProtocolFeatures::MQ))
-            .unwrap();
+        fe.set_protocol_features(
+            pf & (VhostUserProtocolFeatures::CONFIG | VhostUserProtocolFeatures::MQ),
+        )
+        .unwrap();
         let regions = [
             VhostUserMemoryRegionInfo {
                 guest_phys_addr: 0,
@@ -138,7 +140,15 @@ impl BlkDriver {
                 let last = i + 1 == chain.len();
                 let flags = if w { F_WRITE } else { 0 } | if last { 0 } else { F_NEXT };
                 let next = if last { 0 } else { i as u16 + 1 };
-                (i as u16, RawDesc { addr, len, flags, next })
+                (
+                    i as u16,
+                    RawDesc {
+                        addr,
+                        len,
+                        flags,
+                        next,
+                    },
+                )
             })
             .collect();
         self.offer_raw(g, &descs, 0);

@@ -82,8 +82,12 @@ impl Refhyp {
         let disk = File::create(&disk_path).unwrap();
         disk.set_len(DISK_SIZE).unwrap();
         let r = |n: &str| dir.join(n);
-        let (ram_path, ivshmem_path, blk_path, counters_path) =
-            (r("ram"), r("ivshmem.sock"), r("blk.sock"), r("counters.json"));
+        let (ram_path, ivshmem_path, blk_path, counters_path) = (
+            r("ram"),
+            r("ivshmem.sock"),
+            r("blk.sock"),
+            r("counters.json"),
+        );
         let mut child = Command::new(env!("CARGO_BIN_EXE_pviommu-refhyp"))
             .arg("--ram-file")
             .arg(&ram_path)
@@ -247,8 +251,15 @@ impl Guest {
         let mut hdr = [0u8; 64];
         shm.read_exact_at(&mut hdr, 0).unwrap();
         assert_eq!(&hdr[0..4], b"PIOM", "mailbox magic");
-        assert_eq!(u32::from_le_bytes(hdr[16..20].try_into().unwrap()) as i64, hyp_id);
-        let ram = OpenOptions::new().read(true).write(true).open(&h.ram_path).unwrap();
+        assert_eq!(
+            u32::from_le_bytes(hdr[16..20].try_into().unwrap()) as i64,
+            hyp_id
+        );
+        let ram = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&h.ram_path)
+            .unwrap();
         Guest {
             _sock: sock,
             peer_id,
@@ -273,12 +284,16 @@ impl Guest {
 
     /// Writes slot `slot` raw, without waiting (hostile-input tests).
     pub fn write_slot_raw(&self, slot: u64, bytes: &[u8; 128]) {
-        self.shm.write_all_at(bytes, SLOTS_OFFSET + slot * SLOT_SIZE).unwrap();
+        self.shm
+            .write_all_at(bytes, SLOTS_OFFSET + slot * SLOT_SIZE)
+            .unwrap();
     }
 
     pub fn read_slot_raw(&self, slot: u64) -> [u8; 128] {
         let mut b = [0u8; 128];
-        self.shm.read_exact_at(&mut b, SLOTS_OFFSET + slot * SLOT_SIZE).unwrap();
+        self.shm
+            .read_exact_at(&mut b, SLOTS_OFFSET + slot * SLOT_SIZE)
+            .unwrap();
         b
     }
 
@@ -325,7 +340,14 @@ impl Guest {
     pub fn init(&mut self) {
         let (st, _) = self.call(
             FUNC_INIT,
-            [TABLE_GPA, TABLE_FRAMES, RING_GPA, RING_ORDER, POOL_GPA, POOL_PAGES],
+            [
+                TABLE_GPA,
+                TABLE_FRAMES,
+                RING_GPA,
+                RING_ORDER,
+                POOL_GPA,
+                POOL_PAGES,
+            ],
         );
         assert_eq!(st, ST_SUCCESS, "INIT");
     }

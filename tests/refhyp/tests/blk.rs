@@ -1,0 +1,360 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The vhost-user-blk backend under the host view: data integrity when the
+//! guest shares properly, and I/O errors, dropped requests and counted
+//! violations for every way a driver (or a hostile guest) can get it wrong.
+
+mod support;
+
+use support::blk::*;
+use support::*;
+
+/// Program, guest after INIT and `share`, and a connected driver.
+///
+/// Sharing comes before the queue is enabled, as a driver allocates its
+/// rings with the DMA API before DRIVER_OK: the backend may look at the
+/// queue as soon as it is enabled.
+fn setup(tag: &str, extra: &[&str], share: impl FnOnce(&mut Guest)) -> (Refhyp, Guest, BlkDriver) {
+    let h = Refhyp::start(tag, extra);
+    let mut g = Guest::connect(&h);
+    g.init();
+    share(&mut g);
+    let d = BlkDriver::connect(&h, &g);
+    (h, g, d)
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
+}
+
+#[test]
+fn shared_buffers_round_trip_at_4k_64k_1m() {
+    let (h, g, mut d) = setup("roundtrip", &[], |g| {
+        BlkDriver::share_all(g);
+    });
+    let mut total = 0u64;
+    for (i, len) in [4096u32, 64 << 10, 1 << 20].into_iter().enumerate() {
+        let data = pattern(len as usize, i as u8);
+        let sector = 8 * i as u64;
+        g.write(DATA_GPA, &data);
+        assert_eq!(d.request(&g, T_OUT, sector, len), (S_OK, 1));
+        g.write(DATA_GPA, &vec![0; len as usize]);
+        assert_eq!(d.request(&g, T_IN, sector, len), (S_OK, len + 1));
+        assert_eq!(g.read(DATA_GPA, len as usize), data, "{len} bytes");
+        total += u64::from(len);
+    }
+    assert_eq!(d.request(&g, T_FLUSH, 0, 0), (S_OK, 1));
+    assert_eq!(d.request(&g, 99, 0, 0), (S_UNSUPP, 1));
+    let c = h.stop();
+    assert_eq!(c.get("device", "violations"), 0);
+    assert_eq!(c.get("hyp", "violations"), 0);
+    assert_eq!(c.get("device", "bytes_read"), total);
+    assert_eq!(c.get("device", "bytes_written"), total);
+    assert_eq!(c.get("device", "requests_ok"), 7);
+    assert_eq!(c.get("device", "requests_unsupported"), 1);
+}
+
+#[test]
+fn unshared_data_fails_with_ioerr_and_writes_nothing() {
+    let (h, g, mut d) = setup("unshared", &[], |g| {
+        g.share_range(DESC_GPA, 3 * 4096, PERM_RW);
+        g.share_range(HDR_GPA, 2 * 4096, PERM_RW);
+    });
+    // Data page deliberately not shared.
+    g.write(DATA_GPA, &pattern(4096, 7));
+    assert_eq!(d.request(&g, T_OUT, 0, 4096), (S_IOERR, 1));
+    assert_eq!(d.request(&g, T_IN, 0, 4096), (S_IOERR, 1));
+    assert_eq!(
+        g.read(DATA_GPA, 4096),
+        pattern(4096, 7),
+        "device wrote a private page"
+    );
+    let disk = std::fs::read(&h.disk_path).unwrap();
+    assert!(
+        disk[..4096].iter().all(|&b| b == 0),
+        "private data reached the disk"
+    );
+    let c = h.stop();
+    assert_eq!(c.get("device", "violations"), 2);
+    assert_eq!(c.get("device", "requests_ioerr"), 2);
+    assert_eq!(c.get("hyp", "exits_fault"), 2);
+}
+
+#[test]
+fn device_write_needs_read_write() {
+    let (h, g, mut d) = setup("readonly", &[], |g| {
+        g.share_range(DESC_GPA, 3 * 4096, PERM_RW);
+        g.share_range(HDR_GPA, 2 * 4096, PERM_RW);
+        g.share_range(DATA_GPA, 4096, PERM_READ);
+    });
+    assert_eq!(
+        d.request(&g, T_OUT, 0, 4096),
+        (S_OK, 1),
+        "reading a READ page is fine"
+    );
+    assert_eq!(
+        d.request(&g, T_IN, 0, 4096),
+        (S_IOERR, 1),
+        "writing it is not"
+    );
+    assert_eq!(h.stop().get("device", "violations"), 1);
+}
+
+#[test]
+fn descriptors_outside_ram_or_in_the_ivshmem_bar_fail() {
+    let (mut h, g, mut d) = setup("outside", &[], |g| {
+        BlkDriver::share_all(g);
+    });
+    for addr in [
+        RAM_SIZE,
+        RAM_SIZE - 2048,
+        BAR2_GPA,
+        BAR2_GPA + 4096,
+        u64::MAX - 4095,
+    ] {
+        BlkDriver::header(&g, T_IN, 0);
+        d.offer(
+            &g,
+            &[
+                (HDR_GPA, 16, false),
+                (addr, 4096, true),
+                (STATUS_GPA, 1, true),
+            ],
+        );
+        d.kick();
+        let (_, len) = d.wait_used(&g);
+        assert_eq!(
+            (g.read(STATUS_GPA, 1)[0], len),
+            (S_IOERR, 1),
+            "data at {addr:#x}"
+        );
+    }
+    assert!(h.alive());
+    let c = h.stop();
+    assert_eq!(c.get("device", "violations"), 5);
+}
+
+#[test]
+fn unwritable_status_byte_drops_the_request() {
+    let (h, g, mut d) = setup("status", &[], |g| {
+        g.share_range(DESC_GPA, 3 * 4096, PERM_RW);
+        g.share_range(HDR_GPA, 4096, PERM_RW);
+        g.share_range(DATA_GPA, 4096, PERM_RW);
+        g.share_range(STATUS_GPA, 4096, PERM_READ);
+    });
+    BlkDriver::header(&g, T_IN, 0);
+    d.offer(
+        &g,
+        &[
+            (HDR_GPA, 16, false),
+            (DATA_GPA, 4096, true),
+            (STATUS_GPA, 1, true),
+        ],
+    );
+    d.kick();
+    let c = h.wait_counter("device", "requests_dropped", 1);
+    assert_eq!(d.used_idx(&g), 0, "a dropped request must not complete");
+    assert_eq!(g.read(STATUS_GPA, 1)[0], S_UNTOUCHED);
+    assert_eq!(c.get("device", "requests_ok"), 1, "the I/O itself was fine");
+    assert_eq!(c.get("device", "violations"), 1);
+}
+
+#[test]
+fn unshared_header_fails() {
+    let (h, g, mut d) = setup("header", &[], |g| {
+        g.share_range(DESC_GPA, 3 * 4096, PERM_RW);
+        g.share_range(STATUS_GPA, 4096, PERM_RW);
+        g.share_range(DATA_GPA, 4096, PERM_RW);
+    });
+    assert_eq!(d.request(&g, T_IN, 0, 4096), (S_IOERR, 1));
+    assert_eq!(h.stop().get("device", "violations"), 1);
+}
+
+#[test]
+fn unshared_rings_are_not_touched_until_shared() {
+    let (mut h, mut g, mut d) = setup("rings", &[], |g| {
+        g.share_range(HDR_GPA, 2 * 4096, PERM_RW);
+        g.share_range(DATA_GPA, 4096, PERM_RW);
+    });
+    BlkDriver::header(&g, T_IN, 0);
+    d.offer(
+        &g,
+        &[
+            (HDR_GPA, 16, false),
+            (DATA_GPA, 4096, true),
+            (STATUS_GPA, 1, true),
+        ],
+    );
+    d.kick();
+    let c = h.wait_counter("device", "violations", 1);
+    assert_eq!(c.get("device", "requests"), 0);
+    assert_eq!(d.used_idx(&g), 0);
+    assert!(h.alive());
+    // Once the guest shares the rings, the next kick serves the request.
+    g.share_range(DESC_GPA, 3 * 4096, PERM_RW);
+    d.kick();
+    d.wait_used(&g);
+    assert_eq!(g.read(STATUS_GPA, 1)[0], S_OK);
+    h.stop();
+}
+
+#[test]
+fn used_ring_needs_read_write() {
+    let (h, g, mut d) = setup("usedro", &[], |g| {
+        g.share_range(DESC_GPA, 2 * 4096, PERM_RW);
+        g.share_range(USED_GPA, 4096, PERM_READ);
+        g.share_range(HDR_GPA, 2 * 4096, PERM_RW);
+    });
+    BlkDriver::header(&g, T_FLUSH, 0);
+    d.offer(&g, &[(HDR_GPA, 16, false), (STATUS_GPA, 1, true)]);
+    d.kick();
+    let c = h.wait_counter("device", "violations", 1);
+    assert_eq!(d.used_idx(&g), 0);
+    assert_eq!(c.get("device", "requests"), 1, "{}", c.0);
+}
+
+#[test]
+fn descriptor_loop_is_malformed() {
+    let (mut h, g, mut d) = setup("loop", &[], |g| {
+        BlkDriver::share_all(g);
+    });
+    BlkDriver::header(&g, T_IN, 0);
+    let hdr = RawDesc {
+        addr: HDR_GPA,
+        len: 16,
+        flags: F_NEXT,
+        next: 1,
+    };
+    let status = RawDesc {
+        addr: STATUS_GPA,
+        len: 1,
+        flags: F_NEXT | F_WRITE,
+        next: 0,
+    };
+    d.offer_raw(&g, &[(0, hdr), (1, status)], 0);
+    d.kick();
+    let (_, len) = d.wait_used(&g);
+    assert_eq!((g.read(STATUS_GPA, 1)[0], len), (S_IOERR, 1));
+    assert!(h.alive());
+    // A self-loop on a read-only descriptor has no status byte at all.
+    let selfloop = RawDesc {
+        addr: HDR_GPA,
+        len: 16,
+        flags: F_NEXT,
+        next: 2,
+    };
+    d.offer_raw(&g, &[(2, selfloop)], 2);
+    d.kick();
+    let c = h.wait_counter("device", "requests_dropped", 1);
+    assert_eq!(c.get("device", "malformed_chains"), 2);
+    assert!(h.alive());
+}
+
+#[test]
+fn next_index_out_of_the_table_is_malformed() {
+    let (mut h, g, mut d) = setup("badnext", &[], |g| {
+        BlkDriver::share_all(g);
+    });
+    BlkDriver::header(&g, T_IN, 0);
+    let hdr = RawDesc {
+        addr: HDR_GPA,
+        len: 16,
+        flags: F_NEXT,
+        next: 999,
+    };
+    d.offer_raw(&g, &[(0, hdr)], 0);
+    d.kick();
+    h.wait_counter("device", "malformed_chains", 1);
+    // A head index out of the table.
+    d.offer_raw(&g, &[], 4000);
+    d.kick();
+    h.wait_counter("device", "kicks", 3);
+    assert!(h.alive());
+    h.stop();
+}
+
+#[test]
+fn oversized_chains_fail() {
+    let (mut h, g, mut d) = setup("oversized", &[], |g| {
+        BlkDriver::share_all(g);
+    });
+    // One descriptor larger than size_max.
+    assert_eq!(d.request(&g, T_IN, 0, 2 << 20), (S_IOERR, 1));
+    // Past the end of the disk, and a length that is not whole sectors.
+    assert_eq!(d.request(&g, T_IN, DISK_SIZE / 512 - 1, 4096), (S_IOERR, 1));
+    assert_eq!(d.request(&g, T_IN, u64::MAX / 512, 4096), (S_IOERR, 1));
+    assert_eq!(d.request(&g, T_OUT, 0, 100), (S_IOERR, 1));
+    // Every descriptor of the queue in one chain: 14 data segments of 4 KiB.
+    BlkDriver::header(&g, T_IN, 0);
+    let mut chain = vec![(HDR_GPA, 16, false)];
+    chain.extend((0..QSIZE as u64 - 2).map(|i| (DATA_GPA + i * 4096, 4096, true)));
+    chain.push((STATUS_GPA, 1, true));
+    d.offer(&g, &chain);
+    d.kick();
+    let (_, len) = d.wait_used(&g);
+    assert_eq!((g.read(STATUS_GPA, 1)[0], len), (S_OK, 14 * 4096 + 1));
+    // A garbage available index (more than a queue ahead) stops the queue.
+    g.write(AVAIL_GPA + 2, &0x8000u16.to_le_bytes());
+    d.kick();
+    h.wait_counter("device", "kicks", 7);
+    assert!(h.alive());
+    h.stop();
+}
+
+#[test]
+fn unmapped_buffers_are_unreachable_after_sync() {
+    let (h, mut g, mut d) = setup("strict", &[], |g| {
+        BlkDriver::share_all(g);
+    });
+    assert_eq!(d.request(&g, T_IN, 0, 4096), (S_OK, 4097));
+    g.unshare_range(DATA_GPA, 4096);
+    assert_eq!(d.request(&g, T_IN, 0, 4096), (S_IOERR, 1));
+    let c = h.stop();
+    assert_eq!(c.get("device", "violations"), 1);
+    assert!(c.get("hyp", "invalidations") >= 1);
+}
+
+#[test]
+fn adversary_is_denied_after_every_unmap() {
+    let (h, mut g, mut d) = setup("adversary", &["--adversarial"], |g| {
+        BlkDriver::share_all(g);
+    });
+    for round in 0..3u64 {
+        g.share_range(DATA_GPA, 64 << 10, PERM_RW);
+        assert_eq!(
+            d.request(&g, T_IN, 16 * round, 64 << 10),
+            (S_OK, (64 << 10) + 1)
+        );
+        g.unshare_range(DATA_GPA, 64 << 10);
+    }
+    let c = h.stop();
+    // 16 pages per round, each attacked with a read and a write.
+    assert_eq!(c.get("device", "adversarial_attempts"), 3 * 16 * 2);
+    assert_eq!(c.get("device", "adversarial_denied"), 3 * 16 * 2);
+    assert_eq!(c.get("device", "adversarial_allowed"), 0);
+    assert_eq!(c.get("device", "violations"), 0);
+}
+
+#[test]
+fn adversary_notices_a_downgrade_to_read_only() {
+    let (h, mut g, mut d) = setup("downgrade", &["--adversarial"], |g| {
+        BlkDriver::share_all(g);
+    });
+    assert_eq!(d.request(&g, T_IN, 0, 4096), (S_OK, 4097));
+    g.share_range(DATA_GPA, 4096, PERM_READ);
+    assert_eq!(g.call(FUNC_SYNC, [0; 6]).0, ST_SUCCESS);
+    let c = h.stop();
+    assert_eq!(c.get("device", "adversarial_attempts"), 1);
+    assert_eq!(c.get("device", "adversarial_denied"), 1);
+}
+
+#[test]
+fn no_enforce_lets_everything_through() {
+    let (h, g, mut d) = setup("noenforce", &["--no-enforce"], |_| {});
+    g.write(DATA_GPA, &pattern(4096, 3));
+    assert_eq!(d.request(&g, T_OUT, 0, 4096), (S_OK, 1));
+    let c = h.stop();
+    assert_eq!(c.get("device", "violations"), 0);
+    assert!(c.get("device", "unchecked_accesses") > 0);
+}
