@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Boot tests against the reference hypervisor (pviommu-refhyp).
+
+    harness.py [--scenario NAME]... [--timeout S] [--results FILE] [--json FILE]
+
+Each scenario starts the reference hypervisor and QEMU (TCG, q35, guest RAM
+in a shared file, ivshmem-doorbell for the mailbox, vhost-user-blk-pci for
+the disk), runs the guest workloads of ``tests/refhyp/guest/`` and asserts
+on both the guest's TAP and the hypervisor's counters:
+
+- ``share`` / ``bounce`` / ``sync``: the driver in each mode; every test
+  point passes and the host view saw no violation;
+- ``adversarial``: ``share`` with the adversarial host; every attack on an
+  unmapped buffer is denied;
+- ``plain``: plain virtio, no ``iommu_platform``: the guest never shares
+  anything, so the hypervisor must report violations (the negative
+  control: it proves the harness catches a guest that bypasses the
+  pviommu). The guest's I/O then never completes, so this scenario stops
+  as soon as violations are seen.
+
+Every process, socket and shm file is removed on success, failure, timeout
+and interruption (``bootlib.Cleanup``). ``--json`` writes each scenario's
+counters and timings, for the benchmark to compare modes.
+"""
+
+import argparse
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "boot"))
+import bootlib  # noqa: E402
+
+RAM = "512M"
+DISK_MIB = 48
+CMDLINE = "console=ttyS0 loglevel=4 panic=-1 kunit.enable=0"
+# The driver's mode parameter (drivers/pviommu); share is its default.
+MODE_PARAM = "pviommu.mode"
+GUEST_LIB = "/etc/refhyp/lib.sh"
+
+
+class Scenario:
+    def __init__(self, name, mode=None, iommu=True, flags=(), expect="pass"):
+        self.name = name
+        self.mode = mode
+        self.iommu = iommu
+        self.flags = list(flags)
+        self.expect = expect
+
+
+SCENARIOS = {
+    s.name: s
+    for s in [
+        Scenario("share", mode="share"),
+        Scenario("bounce", mode="bounce"),
+        Scenario("sync", mode="sync"),
+        Scenario("adversarial", mode="share", flags=["--adversarial"]),
+        Scenario("plain", iommu=False, expect="violations"),
+    ]
+}
+
+
+def refhyp_binary():
+    """The program, built by cargo if it is not there yet."""
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+    path = os.path.join(target, "debug", "pviommu-refhyp")
+    if not os.access(path, os.X_OK):
+        subprocess.run(["cargo", "build", "-q", "-p", "pviommu-refhyp"], cwd=ROOT, check=True)
+    return path
+
+
+class Refhyp:
+    """One hypervisor process; its RAM file, sockets and disk are cleaned up
+    whatever happens."""
+
+    def __init__(self, out, flags=(), ram=RAM, disk_mib=DISK_MIB):
+        tag = "pviommu-refhyp-%d-%s" % (os.getpid(), os.path.basename(out))
+        self.ram_file = "/dev/shm/" + tag
+        self.ram = ram
+        self.ivshmem = os.path.join(out, "ivshmem.sock")
+        self.blk = os.path.join(out, "blk.sock")
+        self.disk = os.path.join(out, "disk.img")
+        self.counters_file = os.path.join(out, "counters.json")
+        self.log = os.path.join(out, "refhyp.log")
+        for p in (self.ram_file, self.ivshmem, self.blk, self.disk):
+            bootlib.Cleanup.add_path(p)
+        with open(self.disk, "wb") as f:
+            f.truncate(disk_mib << 20)
+        args = [
+            refhyp_binary(),
+            "--ram-file", self.ram_file, "--ram-size", ram,
+            "--ivshmem-socket", self.ivshmem, "--ivshmem-size", "64K",
+            "--blk-socket", self.blk, "--blk-image", self.disk,
+            "--counters", self.counters_file, *flags,
+        ]
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=log, start_new_session=True,
+            )
+        bootlib.Cleanup.add_process(self.proc)
+        line = self.proc.stdout.readline().decode(errors="replace").strip()
+        if line != "READY":
+            raise bootlib.BootError("refhyp did not start: %r; %s" % (line, self.read_log()))
+
+    def qemu_args(self, iommu=True, num_queues=1):
+        """QEMU options for the shared RAM, the mailbox and the disk; pass
+        ``machine=MACHINE`` to ``bootlib.Qemu`` as well."""
+        blk = "vhost-user-blk-pci,chardev=blk0,num-queues=%d" % num_queues
+        if iommu:
+            blk += ",iommu_platform=on,disable-legacy=on"
+        return [
+            "-object", "memory-backend-file,id=ram,size=%s,mem-path=%s,share=on"
+            % (self.ram, self.ram_file),
+            "-chardev", "socket,path=%s,id=ivshmem0" % self.ivshmem,
+            "-device", "ivshmem-doorbell,chardev=ivshmem0,vectors=1",
+            "-chardev", "socket,path=%s,id=blk0" % self.blk,
+            "-device", blk,
+        ]
+
+    MACHINE = "q35,memory-backend=ram"
+
+    def counters(self):
+        """Asks for the counters (SIGUSR1) and returns them, or None."""
+        try:
+            os.unlink(self.counters_file)
+        except FileNotFoundError:
+            pass
+        if self.proc.poll() is not None:
+            return None
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                with open(self.counters_file) as f:
+                    return json.load(f)
+            except (FileNotFoundError, json.JSONDecodeError):
+                time.sleep(0.05)
+        return None
+
+    def stop(self):
+        """SIGTERM: the program writes its final counters and exits."""
+        try:
+            os.unlink(self.counters_file)
+        except FileNotFoundError:
+            pass
+        bootlib.Cleanup.stop_process(self.proc)
+        try:
+            with open(self.counters_file) as f:
+                return json.load(f)
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def read_log(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+
+def run_qemu(qemu, timeout, stop_when=None, poll=1.0):
+    """``bootlib.Qemu.run`` with an early stop: ``stop_when()`` is polled
+    every ``poll`` seconds and ends the run when true."""
+    if stop_when is None:
+        return qemu.run(timeout)
+    start = time.monotonic()
+    with open(qemu.console + ".qemu", "wb") as qemu_log:
+        qemu.proc = subprocess.Popen(
+            qemu.args, stdin=subprocess.DEVNULL, stdout=qemu_log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    bootlib.Cleanup.add_process(qemu.proc)
+    while qemu.proc.poll() is None:
+        if time.monotonic() - start > timeout:
+            qemu.timed_out = True
+            break
+        if stop_when():
+            break
+        time.sleep(poll)
+    bootlib.Cleanup.stop_process(qemu.proc)
+    qemu.seconds = time.monotonic() - start
+    return qemu
+
+
+def guest_scripts():
+    return sorted(glob.glob(os.path.join(HERE, "guest", "[0-9]*.sh")))
+
+
+def check_counters(sc, c, problems):
+    """The hypervisor's side of the verdict."""
+    if c is None:
+        problems.append("no counters from the hypervisor")
+        return
+    dev, hyp = c["device"], c["hyp"]
+    if sc.expect == "violations":
+        if dev["violations"] == 0:
+            problems.append("plain virtio caused no violation: enforcement is not working")
+        return
+    if dev["violations"]:
+        problems.append("%d device accesses violated the host view" % dev["violations"])
+    if dev["requests_ioerr"] or dev["requests_dropped"] or dev["malformed_chains"]:
+        problems.append("device errors: %d ioerr, %d dropped, %d malformed" % (
+            dev["requests_ioerr"], dev["requests_dropped"], dev["malformed_chains"]))
+    if dev["bytes_read"] == 0 or dev["bytes_written"] == 0:
+        problems.append("the device moved no data")
+    if dev["adversarial_allowed"]:
+        problems.append("%d adversarial accesses were allowed" % dev["adversarial_allowed"])
+    if "--adversarial" in sc.flags and dev["adversarial_denied"] == 0:
+        problems.append("the adversary made no attempt")
+    # The adversary's denied attempts are the state machine's only violations.
+    if hyp["violations"] != dev["violations"] + dev["adversarial_denied"]:
+        problems.append("hyp violations %d != device %d + adversary %d" % (
+            hyp["violations"], dev["violations"], dev["adversarial_denied"]))
+
+
+def run_scenario(sc, kernel, timeout, append=""):
+    out = bootlib.workdir("pviommu-refhyp-%s-" % sc.name)
+    initrd = os.path.join(out, "initramfs.cpio")
+    bootlib.build_initramfs(initrd, guest_scripts(),
+                            files={GUEST_LIB: os.path.join(HERE, "guest", "lib.sh")})
+    hyp = Refhyp(out, flags=sc.flags)
+    cmdline = CMDLINE
+    if sc.mode:
+        cmdline += " %s=%s" % (MODE_PARAM, sc.mode)
+    cmdline = (cmdline + " " + append).strip()
+    qemu = bootlib.Qemu(kernel, initrd, cmdline, out, extra_args=hyp.qemu_args(sc.iommu),
+                        memory=RAM, smp=2, machine=Refhyp.MACHINE)
+    stop_when = None
+    if sc.expect == "violations":
+        def stop_when():
+            c = hyp.counters()
+            return bool(c and c["device"]["violations"] > 0)
+    run_qemu(qemu, timeout, stop_when)
+    counters = hyp.stop()
+    console, tap = qemu.read("console"), qemu.read("tap")
+    problems = []
+    tap_result = None
+    if sc.expect == "pass":
+        tap_result = bootlib.parse_tap(tap)
+        problems += tap_result.problems
+        problems += ["not ok " + t for t in tap_result.failed]
+        if qemu.timed_out:
+            problems.append("timed out after %.0f s" % timeout)
+    bad = bootlib.panic_in(console)
+    if bad:
+        problems.append("kernel reported: " + bad)
+    check_counters(sc, counters, problems)
+    if os.path.exists(hyp.ram_file):
+        problems.append("guest RAM file left in /dev/shm")
+    return {
+        "scenario": sc.name, "ok": not problems, "problems": problems,
+        "seconds": round(qemu.seconds, 1), "counters": counters, "tap": tap,
+        "console_tail": console.splitlines()[-30:], "refhyp_log": hyp.read_log()[-4000:],
+        "skipped": tap_result.skipped if tap_result else [],
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
+    ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--append", default="", help="extra kernel command line")
+    ap.add_argument("--results", help="write 'passed failed skipped' counts here")
+    ap.add_argument("--json", help="write every scenario's counters here")
+    args = ap.parse_args()
+
+    kernel = bootlib.find_kernel()
+    names = args.scenario or list(SCENARIOS)
+    results = []
+    print("TAP version 13")
+    print("1..%d" % len(names))
+    for i, name in enumerate(names, 1):
+        r = run_scenario(SCENARIOS[name], kernel, args.timeout, args.append)
+        results.append(r)
+        for line in r["tap"].splitlines():
+            print("#   " + line)
+        for p in r["problems"]:
+            print("# problem: " + p)
+        if not r["ok"]:
+            for line in r["console_tail"]:
+                print("# console: " + line)
+            for line in r["refhyp_log"].splitlines()[-20:]:
+                print("# refhyp: " + line)
+        dev = (r["counters"] or {}).get("device", {})
+        print("# %s: %.1f s, %s requests, %s violations" % (
+            name, r["seconds"], dev.get("requests"), dev.get("violations")))
+        print("%s %d - %s" % ("ok" if r["ok"] else "not ok", i, name))
+    passed = sum(r["ok"] for r in results)
+    failed = len(results) - passed
+    print("refhyp: %d passed, %d failed" % (passed, failed))
+    if args.results:
+        with open(args.results, "w") as f:
+            f.write("%d %d 0\n" % (passed, failed))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([{k: r[k] for k in ("scenario", "ok", "seconds", "counters", "problems")}
+                       for r in results], f, indent=1)
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except bootlib.BootError as e:
+        print("pviommu: error: %s" % e, file=sys.stderr)
+        sys.exit(1)
