@@ -262,3 +262,20 @@ fn a_new_client_after_a_disconnect_gets_a_new_peer_id() {
     assert_eq!(second.call(FUNC_VERSION, [0; 6]).0, ST_SUCCESS);
     h.stop();
 }
+
+#[test]
+fn hostile_ivshmem_clients_do_not_stop_the_server() {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let mut h = Refhyp::start("clients", &[]);
+    // Gone before the handshake, and chatty (clients never send).
+    drop(UnixStream::connect(&h.ivshmem_path).unwrap());
+    let mut chatty = UnixStream::connect(&h.ivshmem_path).unwrap();
+    let _ = chatty.write_all(&[0xff; 64]);
+    let mut g = Guest::connect(&h);
+    assert_eq!(g.call(FUNC_VERSION, [0; 6]).0, ST_SUCCESS);
+    drop(chatty);
+    assert_eq!(g.call(FUNC_VERSION, [0; 6]).0, ST_SUCCESS);
+    assert!(h.alive());
+    h.stop();
+}
