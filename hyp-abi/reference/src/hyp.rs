@@ -27,6 +27,49 @@ const CHUNK: usize = 64;
 /// Table bytes read per guest-memory copy.
 const SCRATCH: usize = 4096;
 
+/// Permission of each table entry value: 0, 1 and 3 are valid; the invalid
+/// encoding 2 and any reserved bit fail safe to no access, flagged by 0x80.
+const ENTRY_PERM: [u8; 256] = {
+    let mut t = [0x80u8; 256];
+    t[0] = 0;
+    t[1] = 1;
+    t[3] = 3;
+    t
+};
+
+/// Counter lanes of a `TRANSITION` value, shifted right by 8.
+const LANE_SHARED: u32 = 16;
+const LANE_UNSHARED: u32 = 32;
+const LANE_FORBIDDEN: u32 = 48;
+
+/// Applying table permission `perm` to a page in state `old` (its low six
+/// bits), indexed by `old << 2 | perm`: the new low six bits in bits 0..8,
+/// and above bit 8 one count in the lanes of the events it causes.
+const TRANSITION: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut i = 0;
+    while i < 256 {
+        let old = (i >> 2) as u8;
+        let perm = (i & 3) as u8;
+        let allowed = if shareable(old) { perm } else { 0 };
+        let new = (old & !(0x3 << TABLE_SHIFT)) | (allowed << TABLE_SHIFT);
+        let (ho, hn) = (host_bits(old), host_bits(new));
+        let mut v = new as u64;
+        if hn & !ho != 0 {
+            v |= 1 << (8 + LANE_SHARED);
+        }
+        if ho & !hn != 0 {
+            v |= 1 << (8 + LANE_UNSHARED);
+        }
+        if allowed != perm {
+            v |= 1 << (8 + LANE_FORBIDDEN);
+        }
+        t[i] = v;
+        i += 1;
+    }
+    t
+};
+
 /// Static configuration of the guest.
 #[derive(Clone, Debug, Default)]
 pub struct Config {
@@ -452,7 +495,12 @@ impl Hypervisor {
         let mut contiguous = true;
         let mut done = 0;
         let mut bytes = [0u8; CHUNK * RING_RECORD_SIZE as usize];
-        let mut recs = [(0u64, 0u32); CHUNK];
+        let tf = regs.table_frames;
+        // Records naming overlapping or adjacent frames merge into one run,
+        // applied with one table copy: bursts of neighbouring buffers, and
+        // map/unmap of the same buffer, cost one copy instead of one each.
+        let mut run = 0..0u64;
+        let mut scratch = std::mem::take(&mut self.scratch);
         while done < avail {
             let index = start.wrapping_add(done);
             let pos = index & mask;
@@ -465,36 +513,44 @@ impl Hypervisor {
             // Acquire: pairs with the guest's Release store of each `seq`,
             // so the table reads below see the entries it wrote before.
             fence(Ordering::Acquire);
-            let mut nrecs = 0;
-            for (k, raw) in buf.chunks_exact(RING_RECORD_SIZE as usize).enumerate() {
+            let mut records = 0;
+            let mut bad = 0;
+            let mut seq = record_seq(index);
+            for raw in buf.chunks_exact(RING_RECORD_SIZE as usize) {
                 let Ok(raw) = <&[u8; 16]>::try_from(raw) else {
-                    break;
+                    continue;
                 };
                 let rec = RingRecord::from_le_bytes(raw);
-                let i = index.wrapping_add(k as u64);
-                if rec.seq != record_seq(i) {
-                    contiguous = false;
+                let published = rec.seq == seq;
+                seq = seq.wrapping_add(1);
+                contiguous &= published;
+                next = next.wrapping_add(u64::from(contiguous));
+                if !published {
                     continue;
                 }
-                if contiguous {
-                    next = i.wrapping_add(1);
-                }
-                stats.records += 1;
-                if rec.nr_pages == 0
-                    || rec.gfn >= regs.table_frames
-                    || u64::from(rec.nr_pages) > regs.table_frames - rec.gfn
-                {
-                    stats.bad_records += 1;
+                records += 1;
+                let nr = u64::from(rec.nr_pages);
+                if nr == 0 || rec.gfn >= tf || nr > tf - rec.gfn {
+                    bad += 1;
                     continue;
                 }
-                if let Some(slot) = recs.get_mut(nrecs) {
-                    *slot = (rec.gfn, rec.nr_pages);
-                    nrecs += 1;
+                let end = rec.gfn + nr;
+                if rec.gfn == run.end {
+                    // The common case: the next buffer follows the last.
+                    run.end = end;
+                } else if rec.gfn <= run.end && end >= run.start {
+                    run = run.start.min(rec.gfn)..run.end.max(end);
+                } else {
+                    self.apply_span(ram, &regs, run.clone(), &mut scratch, &mut stats);
+                    run = rec.gfn..end;
                 }
             }
-            self.apply_records(ram, &regs, &recs[..nrecs], &mut stats);
+            stats.records += records;
+            stats.bad_records += bad;
             done += n as u64;
         }
+        self.apply_span(ram, &regs, run, &mut scratch, &mut stats);
+        self.scratch = scratch;
         if next != start {
             // Release: the guest may reuse slots once it sees the new index.
             fence(Ordering::Release);
@@ -510,57 +566,19 @@ impl Hypervisor {
         stats
     }
 
-    /// Applies validated records; reads their table entries in one copy
-    /// when they fall in one scratch-sized window (the common case of a
-    /// burst of nearby buffers), else record by record.
-    fn apply_records(
-        &mut self,
-        ram: &dyn GuestRam,
-        regs: &Regs,
-        recs: &[(u64, u32)],
-        stats: &mut DrainStats,
-    ) {
-        let Some(lo) = recs.iter().map(|r| r.0).min() else {
-            return;
-        };
-        let hi = recs
-            .iter()
-            .map(|r| r.0 + u64::from(r.1))
-            .max()
-            .unwrap_or(lo);
-        let mut scratch = std::mem::take(&mut self.scratch);
-        if hi - lo <= SCRATCH as u64 {
-            let window = &mut scratch[..(hi - lo) as usize];
-            if ram.read(regs.table_gpa + lo, window).is_ok() {
-                for &(gfn, nr) in recs {
-                    let off = (gfn - lo) as usize;
-                    if let Some(entries) = window.get(off..off + nr as usize) {
-                        self.apply_entries(gfn, entries, stats);
-                    }
-                }
-            }
-        } else {
-            for &(gfn, nr) in recs {
-                self.apply_span(ram, regs, gfn, u64::from(nr), &mut scratch, stats);
-            }
-        }
-        self.scratch = scratch;
-    }
-
-    /// Applies the table entries of `nr` frames from `gfn`, which the caller
-    /// has checked to lie inside the table.
+    /// Applies the table entries of the frames in `span`, which the caller
+    /// has checked to lie inside the table, one scratch-sized copy at a time.
     fn apply_span(
         &mut self,
         ram: &dyn GuestRam,
         regs: &Regs,
-        gfn: u64,
-        nr: u64,
+        span: Range<u64>,
         scratch: &mut [u8],
         stats: &mut DrainStats,
     ) {
-        let mut g = gfn;
-        while g < gfn + nr {
-            let n = (gfn + nr - g).min(scratch.len() as u64) as usize;
+        let mut g = span.start;
+        while g < span.end {
+            let n = (span.end - g).min(scratch.len() as u64) as usize;
             let window = &mut scratch[..n];
             if ram.read(regs.table_gpa + g, window).is_err() {
                 return;
@@ -570,45 +588,43 @@ impl Hypervisor {
         }
     }
 
-    #[inline]
+    /// Makes the table-derived permission of frames `gfn..` equal `entries`.
     fn apply_entries(&mut self, gfn: u64, entries: &[u8], stats: &mut DrainStats) {
-        for (k, &entry) in entries.iter().enumerate() {
-            self.apply_entry(gfn + k as u64, entry, stats);
+        let first = usize::try_from(gfn)
+            .unwrap_or(usize::MAX)
+            .min(self.pages.len());
+        let last = first.saturating_add(entries.len()).min(self.pages.len());
+        let (known, beyond) = entries.split_at(last - first);
+        // One table lookup per page: this loop is the per-page cost of every
+        // drain. Four 16-bit lanes count events; `SCRATCH` bounds the entries
+        // per call well below a lane's capacity.
+        let mut acc = 0u64;
+        for (p, &entry) in self.pages[first..last].iter_mut().zip(known) {
+            let e = ENTRY_PERM[usize::from(entry)];
+            let old = *p;
+            let t = TRANSITION[usize::from(((old & 0x3f) << 2) | (e & 0x3))];
+            acc += (t >> 8) + u64::from(e >> 7);
+            *p = (old & !0x3f) | (t & 0xff) as u8;
         }
-    }
-
-    /// Makes the table-derived permission of `gfn` equal `entry`.
-    #[inline]
-    fn apply_entry(&mut self, gfn: u64, entry: u8, stats: &mut DrainStats) {
-        let mut perm = entry;
-        if entry & TABLE_RESERVED_MASK != 0 || entry == 2 {
-            self.bad_table_entries += 1;
-            perm = 0;
-        }
-        let Some(p) = self.pages.get_mut(gfn as usize) else {
-            if perm != 0 {
-                self.forbidden_shares += 1;
+        let mut bad = acc & 0xffff;
+        let shared = (acc >> LANE_SHARED) & 0xffff;
+        let unshared = (acc >> LANE_UNSHARED) & 0xffff;
+        let mut forbidden = acc >> LANE_FORBIDDEN;
+        stats.pages_shared += shared;
+        stats.pages_unshared += unshared;
+        // Frames the table covers beyond guest RAM can never be shared.
+        for &entry in beyond {
+            if entry & TABLE_RESERVED_MASK != 0 || entry == 2 {
+                bad += 1;
+            } else if entry != 0 {
+                forbidden += 1;
             }
-            return;
-        };
-        let old = *p;
-        if perm != 0 && !shareable(old) {
-            self.forbidden_shares += 1;
-            perm = 0;
         }
-        let new = (old & !(0x3 << TABLE_SHIFT)) | (perm << TABLE_SHIFT);
-        if new == old {
-            return;
-        }
-        *p = new;
-        let (ho, hn) = (host_bits(old), host_bits(new));
-        if ho & !hn != 0 {
-            stats.pages_unshared += 1;
+        if unshared != 0 {
             self.pending_invalidate = true;
         }
-        if hn & !ho != 0 {
-            stats.pages_shared += 1;
-        }
+        self.bad_table_entries += bad;
+        self.forbidden_shares += forbidden;
     }
 
     fn permitted(&self, gpa: u64, len: u64, access: Access) -> bool {
@@ -657,7 +673,7 @@ impl Hypervisor {
             if first < end {
                 let mut stats = DrainStats::default();
                 let mut scratch = std::mem::take(&mut self.scratch);
-                self.apply_span(ram, &regs, first, end - first, &mut scratch, &mut stats);
+                self.apply_span(ram, &regs, first..end, &mut scratch, &mut stats);
                 self.scratch = scratch;
                 self.counters.pages_shared += stats.pages_shared;
                 self.counters.pages_unshared += stats.pages_unshared;

@@ -18,12 +18,12 @@ pub(crate) const PERM_BITS: u8 = 0x0f;
 
 /// Returns the host permission bits of a page: the union of both sources.
 #[inline]
-pub(crate) fn host_bits(page: u8) -> u8 {
+pub(crate) const fn host_bits(page: u8) -> u8 {
     ((page >> TABLE_SHIFT) | (page >> DIRECT_SHIFT)) & 0x3
 }
 
 /// Returns whether a page may be shared at all.
 #[inline]
-pub(crate) fn shareable(page: u8) -> bool {
+pub(crate) const fn shareable(page: u8) -> bool {
     page & (RAM | FORBIDDEN) == RAM
 }
