@@ -89,11 +89,13 @@ impl Host {
         let mut g = self.lock();
         g.dev.doorbells += 1;
         g.hyp.record_exit(ExitKind::Hypercall);
-        let served = mailbox::serve(&mut g, &self.ram, &self.shm);
+        let mut probe = |g: &mut HostInner| {
+            if self.adversarial {
+                self.probe_unshared(g);
+            }
+        };
+        let served = mailbox::serve(&mut g, &self.ram, &self.shm, &mut probe);
         g.dev.mailbox_calls += served as u64;
-        if self.adversarial && served > 0 {
-            self.probe_unshared(&mut g);
-        }
         served
     }
 
@@ -156,8 +158,14 @@ impl Host {
     }
 
     /// The adversary: every page the device reached and the guest has
-    /// since unshared (or downgraded) is attacked through the host view.
-    /// Each attempt must be denied.
+    /// since unshared (or downgraded) is attacked through the host view,
+    /// as a device access would be (drain-on-fault included). Each attempt
+    /// must be denied.
+    ///
+    /// Runs after each call and before the guest sees its answer: the
+    /// guest may not reuse (and so re-share) memory before its unmap
+    /// returns, so an allowed attempt here is a hole in the enforcement,
+    /// not a race with a legitimate new mapping.
     fn probe_unshared(&self, g: &mut HostInner) {
         let stale: Vec<(u64, bool, Perm)> = g
             .touched

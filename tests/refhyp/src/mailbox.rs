@@ -23,7 +23,16 @@ use crate::host::HostInner;
 ///
 /// The slot count comes from the region size, never from the header, which
 /// the guest can overwrite.
-pub fn serve(g: &mut HostInner, ram: &dyn GuestRam, shm: &dyn SharedRegion) -> usize {
+///
+/// `after_call` runs after each call and before its answer is published,
+/// while the guest still waits: the adversary attacks there, before the
+/// guest may reuse what it just unshared.
+pub fn serve(
+    g: &mut HostInner,
+    ram: &dyn GuestRam,
+    shm: &dyn SharedRegion,
+    after_call: &mut dyn FnMut(&mut HostInner),
+) -> usize {
     let Some(slots) = nr_slots(shm.size()) else {
         return 0;
     };
@@ -45,6 +54,7 @@ pub fn serve(g: &mut HostInner, ram: &dyn GuestRam, shm: &dyn SharedRegion) -> u
         } else {
             call(g, ram, req.func, req.args)
         };
+        after_call(g);
         let mut answer = [0u8; 32];
         answer[..8].copy_from_slice(&result.status.to_le_bytes());
         for (i, r) in result.ret.iter().enumerate() {

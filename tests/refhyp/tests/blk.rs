@@ -358,3 +358,28 @@ fn no_enforce_lets_everything_through() {
     assert_eq!(c.get("device", "violations"), 0);
     assert!(c.get("device", "unchecked_accesses") > 0);
 }
+
+/// Not a check: how fast the enforcing path is on this machine
+/// (`cargo test -p pviommu-refhyp --release -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn measure_request_rate() {
+    for extra in [&[][..], &["--no-enforce"][..]] {
+        let (h, g, mut d) = setup("rate", extra, BlkDriver::share_all);
+        for len in [4096u32, 64 << 10, 1 << 20] {
+            let n = if len == 1 << 20 { 200 } else { 2000 };
+            let t = std::time::Instant::now();
+            for i in 0..n {
+                let ty = if i % 2 == 0 { T_OUT } else { T_IN };
+                assert_eq!(d.request(&g, ty, 0, len).0, S_OK);
+            }
+            let s = t.elapsed().as_secs_f64();
+            println!(
+                "{extra:?} {len:>8} B: {:>8.0} requests/s, {:>7.1} MiB/s",
+                n as f64 / s,
+                n as f64 * f64::from(len) / s / 1048576.0
+            );
+        }
+        h.stop();
+    }
+}

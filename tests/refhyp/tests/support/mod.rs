@@ -177,7 +177,7 @@ pub fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
             return v;
         }
         assert!(Instant::now() < deadline, "timed out");
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_micros(50));
     }
 }
 
