@@ -76,13 +76,10 @@ impl Progress {
 
 /// Computes the table entry for a state word.
 fn entry_of(state: u32) -> u8 {
-    if state & WRITE_MASK != 0 {
-        Perm::ReadWrite.bits()
-    } else if state & READ_MASK != 0 {
-        Perm::Read.bits()
-    } else {
-        Perm::None.bits()
-    }
+    // Branch-free: READ if any mapping, plus the write bit if a writable one.
+    let any = u8::from(state & (READ_MASK | WRITE_MASK) != 0);
+    let write = u8::from(state & WRITE_MASK != 0);
+    any | (write << 1)
 }
 
 impl<'a> PageTracker<'a> {
@@ -105,79 +102,84 @@ impl<'a> PageTracker<'a> {
         Perm::from_entry(entry.load(Ordering::Relaxed))
     }
 
-    /// Runs `update` on the state word of `gfn` under its bit lock and stores
-    /// the resulting table entry; returns whether the entry changed.
-    fn locked_update(
-        &self,
-        gfn: u64,
-        update: impl Fn(u32) -> Result<u32, Error>,
-    ) -> Result<bool, Error> {
+    /// Returns the state word and table entry of `gfn`.
+    fn page(&self, gfn: u64) -> Result<(&'a AtomicU32, &'a AtomicU8), Error> {
         let index = usize::try_from(gfn).map_err(|_| Error::OutOfRange)?;
-        let (Some(state), Some(entry)) = (self.state.get(index), self.table.get(index)) else {
-            return Err(Error::OutOfRange);
-        };
-        let mut old = state.load(Ordering::Relaxed);
+        match (self.state.get(index), self.table.get(index)) {
+            (Some(state), Some(entry)) => Ok((state, entry)),
+            _ => Err(Error::OutOfRange),
+        }
+    }
+
+    /// Takes the bit lock of a page and returns its state word (unlocked
+    /// value). The caller releases it by storing the new state.
+    fn lock(state: &AtomicU32) -> u32 {
         loop {
-            if old & LOCK != 0 {
-                core::hint::spin_loop();
-                old = state.load(Ordering::Relaxed);
-                continue;
-            }
-            match state.compare_exchange_weak(old, old | LOCK, Ordering::Acquire, Ordering::Relaxed)
+            let old = state.load(Ordering::Relaxed);
+            if old & LOCK == 0
+                && state
+                    .compare_exchange_weak(old, old | LOCK, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
             {
-                Ok(_) => break,
-                Err(now) => old = now,
+                return old;
             }
+            core::hint::spin_loop();
         }
-        let (new, result) = match update(old) {
-            Ok(new) => (new, Ok(entry_of(new) != entry_of(old))),
-            Err(e) => (old, Err(e)),
-        };
-        if let Ok(true) = result {
-            // Relaxed: the Release store of the ring record's `seq` (or the
-            // hypercall) orders this store before the hypervisor reads it.
-            entry.store(entry_of(new), Ordering::Relaxed);
+    }
+
+    /// Returns the count increment and count mask of a mapping permission,
+    /// and the counts whose being all zero means the entry grants less.
+    fn count_of(perm: Perm) -> Result<(u32, u32, u32), Error> {
+        match perm {
+            Perm::Read => Ok((1, READ_MASK, READ_MASK | WRITE_MASK)),
+            Perm::ReadWrite => Ok((WRITE_ONE, WRITE_MASK, WRITE_MASK)),
+            Perm::None => Err(Error::InvalidArgument),
         }
-        // Release: the next holder of the lock sees the count and the entry.
-        state.store(new, Ordering::Release);
-        result
     }
 
     /// Adds a live mapping of `gfn` with `perm`; returns whether the table
     /// entry changed (the caller then names `gfn` in a ring record).
     pub fn map(&self, gfn: u64, perm: Perm) -> Result<bool, Error> {
-        let one = match perm {
-            Perm::Read => 1,
-            Perm::ReadWrite => WRITE_ONE,
-            Perm::None => return Err(Error::InvalidArgument),
-        };
-        let mask = if one == 1 { READ_MASK } else { WRITE_MASK };
-        self.locked_update(gfn, |s| {
-            if s & mask == mask {
-                Err(Error::Overflow)
-            } else {
-                Ok(s + one)
-            }
-        })
+        let (one, mask, covers) = Self::count_of(perm)?;
+        let (state, entry) = self.page(gfn)?;
+        let old = Self::lock(state);
+        if old & mask == mask {
+            // Release: unlock unchanged.
+            state.store(old, Ordering::Release);
+            return Err(Error::Overflow);
+        }
+        let new = old + one;
+        // The entry grows to `perm` exactly when no mapping granted it yet.
+        let changed = old & covers == 0;
+        if changed {
+            // Relaxed: the Release store of the ring record's `seq` (or the
+            // hypercall) orders this store before the hypervisor reads it.
+            entry.store(perm.bits(), Ordering::Relaxed);
+        }
+        // Release: the next holder of the lock sees the count and the entry.
+        state.store(new, Ordering::Release);
+        Ok(changed)
     }
 
     /// Drops a live mapping of `gfn` made with `perm`; returns whether the
     /// table entry changed (the caller then names `gfn` in a ring record and
     /// issues `SYNC` before reusing the page).
     pub fn unmap(&self, gfn: u64, perm: Perm) -> Result<bool, Error> {
-        let one = match perm {
-            Perm::Read => 1,
-            Perm::ReadWrite => WRITE_ONE,
-            Perm::None => return Err(Error::InvalidArgument),
-        };
-        let mask = if one == 1 { READ_MASK } else { WRITE_MASK };
-        self.locked_update(gfn, |s| {
-            if s & mask == 0 {
-                Err(Error::Underflow)
-            } else {
-                Ok(s - one)
-            }
-        })
+        let (one, mask, covers) = Self::count_of(perm)?;
+        let (state, entry) = self.page(gfn)?;
+        let old = Self::lock(state);
+        if old & mask == 0 {
+            state.store(old, Ordering::Release);
+            return Err(Error::Underflow);
+        }
+        let new = old - one;
+        // The entry shrinks exactly when the last mapping granting `perm` goes.
+        let changed = new & covers == 0;
+        if changed {
+            entry.store(entry_of(new), Ordering::Relaxed);
+        }
+        state.store(new, Ordering::Release);
+        Ok(changed)
     }
 
     /// Maps `nr` pages from `gfn`, stopping at the first error.
