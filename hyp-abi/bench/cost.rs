@@ -4,7 +4,9 @@
 //!
 //! `cost map N` maps 4096 buffers of N pages through the guest's page
 //! tracker and ring producer (the per-page work of `dma_map_*`), and
-//! `cost drain` lets the reference hypervisor drain 16384 one-page records.
+//! `cost drain [STRIDE]` lets the reference hypervisor drain 16384 one-page
+//! records naming every STRIDE-th frame (1: adjacent buffers, the common
+//! burst; 2: scattered buffers, each applied on its own).
 //! The measured work runs inside `measured_map` and `measured_drain`, which
 //! `callgrind.sh` selects with `--toggle-collect`, so setup is not counted.
 //! Without valgrind it still runs and prints what it did.
@@ -56,24 +58,25 @@ fn map(nr: u32) {
     println!("map: buffers={BUFFERS} pages_per_buffer={nr} pages={frames} records={records}");
 }
 
-fn drain() {
+fn drain(stride: u64) {
     let order = 14;
-    // Table at gfn 0, ring at gfn 8, the records name gfns 128 on.
+    // Table at gfn 0, ring at gfn 16, the records name gfns 128 on.
     let first = 128;
-    let table_frames = first + RECORDS;
-    let ring_gpa = 8 << 12;
+    let table_frames = first + RECORDS * stride;
+    let ring_gpa = 16 << 12;
     let ram_bytes = table_frames << 12;
     let ram = VecRam::new(0..ram_bytes);
     let mut hyp = Hypervisor::new(Config {
-        ram: vec![0..ram_bytes],
+        ram: Vec::from([0..ram_bytes]),
     });
     let r = hyp.call(&ram, 1, [0, table_frames, ring_gpa, order, 0, 0]);
     assert_eq!(r.status, 0, "init: {r:?}");
     // The guest's side: table entries, then records, then the producer.
-    ram.write(first, &vec![3u8; RECORDS as usize]).unwrap();
+    ram.write(first, &vec![3u8; (RECORDS * stride) as usize])
+        .unwrap();
     for i in 0..RECORDS {
         let mut rec = [0u8; 16];
-        rec[..8].copy_from_slice(&(first + i).to_le_bytes());
+        rec[..8].copy_from_slice(&(first + i * stride).to_le_bytes());
         rec[8..12].copy_from_slice(&1u32.to_le_bytes());
         rec[12..].copy_from_slice(&((i + 1) as u32).to_le_bytes());
         ram.write(ring_gpa + 4096 + 16 * i, &rec).unwrap();
@@ -82,16 +85,16 @@ fn drain() {
     let records = measured_drain(&mut hyp, black_box(&ram));
     assert_eq!(records, RECORDS);
     assert_eq!(hyp.counters().pages_shared, RECORDS);
-    println!("drain: records={records}");
+    println!("drain: records={records} stride={stride}");
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("map") => map(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1)),
-        Some("drain") => drain(),
+        Some("drain") => drain(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1)),
         _ => {
-            eprintln!("usage: cost map [PAGES_PER_BUFFER] | cost drain");
+            eprintln!("usage: cost map [PAGES_PER_BUFFER] | cost drain [GFN_STRIDE]");
             std::process::exit(2);
         }
     }

@@ -181,6 +181,30 @@ fn frames(gpa: u64, bytes: u64) -> Option<Range<u64>> {
     Some(start..end)
 }
 
+/// Counts the leading records of `buf` that are published (`seq` on) and
+/// each start where the previous ends (from `end`), staying inside a table
+/// of `tf` frames; returns that count and the new end. This is the drain's
+/// common case, a burst of buffers mapped one after the other, kept to a
+/// few instructions per record.
+fn extend_run(buf: &[u8], mut seq: u32, mut end: u64, tf: u64) -> (usize, u64) {
+    let mut n = 0;
+    for raw in buf.chunks_exact(RING_RECORD_SIZE as usize) {
+        let Ok(raw) = <&[u8; 16]>::try_from(raw) else {
+            break;
+        };
+        let rec = RingRecord::from_le_bytes(raw);
+        let nr = u64::from(rec.nr_pages);
+        // `nr - 1` wraps for 0, so one compare rejects empty and long records.
+        if rec.seq != seq || rec.gfn != end || nr.wrapping_sub(1) >= tf.saturating_sub(end) {
+            break;
+        }
+        end += nr;
+        seq = seq.wrapping_add(1);
+        n += 1;
+    }
+    (n, end)
+}
+
 fn overlap(a: &Range<u64>, b: &Range<u64>) -> bool {
     a.start < b.end && b.start < a.end
 }
@@ -500,6 +524,9 @@ impl Hypervisor {
         // applied with one table copy: bursts of neighbouring buffers, and
         // map/unmap of the same buffer, cost one copy instead of one each.
         let mut run = 0..0u64;
+        // Finished runs, applied together so that nearby ones share a copy.
+        let mut pending: [Range<u64>; CHUNK] = std::array::from_fn(|_| 0..0);
+        let mut npending = 0;
         let mut scratch = std::mem::take(&mut self.scratch);
         while done < avail {
             let index = start.wrapping_add(done);
@@ -516,9 +543,23 @@ impl Hypervisor {
             let mut records = 0;
             let mut bad = 0;
             let mut seq = record_seq(index);
-            for raw in buf.chunks_exact(RING_RECORD_SIZE as usize) {
+            let mut at = 0;
+            while let Some(rest) = buf.get(at..) {
+                // Fast path: published records that extend the current run.
+                let (k, end) = extend_run(rest, seq, run.end, tf);
+                run.end = end;
+                seq = seq.wrapping_add(k as u32);
+                records += k as u64;
+                if contiguous {
+                    next = next.wrapping_add(k as u64);
+                }
+                at += k * RING_RECORD_SIZE as usize;
+                let Some(raw) = buf.get(at..at + RING_RECORD_SIZE as usize) else {
+                    break;
+                };
+                at += RING_RECORD_SIZE as usize;
                 let Ok(raw) = <&[u8; 16]>::try_from(raw) else {
-                    continue;
+                    break;
                 };
                 let rec = RingRecord::from_le_bytes(raw);
                 let published = rec.seq == seq;
@@ -535,13 +576,17 @@ impl Hypervisor {
                     continue;
                 }
                 let end = rec.gfn + nr;
-                if rec.gfn == run.end {
-                    // The common case: the next buffer follows the last.
-                    run.end = end;
-                } else if rec.gfn <= run.end && end >= run.start {
+                if rec.gfn <= run.end && end >= run.start {
                     run = run.start.min(rec.gfn)..run.end.max(end);
                 } else {
-                    self.apply_span(ram, &regs, run.clone(), &mut scratch, &mut stats);
+                    if npending == pending.len() {
+                        self.apply_runs(ram, &regs, &pending, &mut scratch, &mut stats);
+                        npending = 0;
+                    }
+                    if let Some(slot) = pending.get_mut(npending) {
+                        *slot = run;
+                        npending += 1;
+                    }
                     run = rec.gfn..end;
                 }
             }
@@ -549,7 +594,15 @@ impl Hypervisor {
             stats.bad_records += bad;
             done += n as u64;
         }
-        self.apply_span(ram, &regs, run, &mut scratch, &mut stats);
+        let runs = pending.get(..npending).unwrap_or_default();
+        self.apply_runs(ram, &regs, runs, &mut scratch, &mut stats);
+        self.apply_runs(
+            ram,
+            &regs,
+            std::slice::from_ref(&run),
+            &mut scratch,
+            &mut stats,
+        );
         self.scratch = scratch;
         if next != start {
             // Release: the guest may reuse slots once it sees the new index.
@@ -564,6 +617,39 @@ impl Hypervisor {
         self.counters.pages_unshared += stats.pages_unshared;
         self.sync_counters();
         stats
+    }
+
+    /// Applies runs of frames; reads their table entries with one copy when
+    /// they all fall in one scratch-sized window, else run by run.
+    fn apply_runs(
+        &mut self,
+        ram: &dyn GuestRam,
+        regs: &Regs,
+        runs: &[Range<u64>],
+        scratch: &mut [u8],
+        stats: &mut DrainStats,
+    ) {
+        let lo = runs.iter().map(|r| r.start).min().unwrap_or(0);
+        let hi = runs.iter().map(|r| r.end).max().unwrap_or(0);
+        if hi <= lo {
+            return;
+        }
+        if hi - lo <= scratch.len() as u64 {
+            let window = &mut scratch[..(hi - lo) as usize];
+            if ram.read(regs.table_gpa + lo, window).is_err() {
+                return;
+            }
+            for r in runs {
+                let range = (r.start - lo) as usize..(r.end - lo) as usize;
+                if let Some(entries) = window.get(range) {
+                    self.apply_entries(r.start, entries, stats);
+                }
+            }
+        } else {
+            for r in runs {
+                self.apply_span(ram, regs, r.clone(), scratch, stats);
+            }
+        }
     }
 
     /// Applies the table entries of the frames in `span`, which the caller
