@@ -67,7 +67,7 @@ fn drain(stride: u64) {
     let ram_bytes = table_frames << 12;
     let ram = VecRam::new(0..ram_bytes);
     let mut hyp = Hypervisor::new(Config {
-        ram: Vec::from([0..ram_bytes]),
+        ram: std::iter::once(0..ram_bytes).collect(),
     });
     let r = hyp.call(&ram, 1, [0, table_frames, ring_gpa, order, 0, 0]);
     assert_eq!(r.status, 0, "init: {r:?}");

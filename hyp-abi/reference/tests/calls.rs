@@ -286,7 +286,7 @@ fn share_validates_and_reports_progress() {
 fn share_stops_at_the_budget() {
     let mut g = Guest::bare();
     g.hyp = pviommu_reference_hyp::Hypervisor::new(pviommu_reference_hyp::Config {
-        ram: Vec::from([0..4096 << 12]),
+        ram: std::iter::once(0..4096 << 12).collect(),
     });
     assert_eq!(g.call(INIT, init_args()).status, OK);
     let r = g.call(SHARE, [100, 2000, 3, 0, 0, 0]);
