@@ -13,3 +13,13 @@ pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
 pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
 
 pub(crate) use core::sync::atomic::Ordering;
+
+/// Waits a moment in a spin loop; under loom, lets another thread run so
+/// that the model checker can explore spinning code.
+#[inline]
+pub(crate) fn spin() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    core::hint::spin_loop();
+}

@@ -17,7 +17,7 @@
 
 use super::error::Error;
 use super::layout::Perm;
-use super::sync::{AtomicU32, AtomicU8, Ordering};
+use super::sync::{spin, AtomicU32, AtomicU8, Ordering};
 
 /// Mask of the read-only mapping count in a page state word.
 const READ_MASK: u32 = 0x7fff;
@@ -123,7 +123,7 @@ impl<'a> PageTracker<'a> {
             {
                 return old;
             }
-            core::hint::spin_loop();
+            spin();
         }
     }
 

@@ -111,3 +111,28 @@ fn loom_wrap_around_with_full_ring() {
         assert_eq!(seen[1..], [1, 1, 1]);
     });
 }
+
+#[test]
+fn loom_page_tracker_keeps_the_union() {
+    use loom::sync::atomic::AtomicU32;
+    use pviommu_hyp_abi::layout::Perm;
+    use pviommu_hyp_abi::tracker::PageTracker;
+
+    loom::model(|| {
+        let s = Arc::new(([AtomicU32::new(0)], [AtomicU8::new(0)]));
+        let reader = {
+            let s = s.clone();
+            thread::spawn(move || {
+                let t = PageTracker::new(&s.0, &s.1).unwrap();
+                t.map(0, Perm::Read).unwrap();
+                t.unmap(0, Perm::Read).unwrap();
+            })
+        };
+        let t = PageTracker::new(&s.0, &s.1).unwrap();
+        t.map(0, Perm::ReadWrite).unwrap();
+        reader.join().unwrap();
+        assert_eq!(t.entry(0), Some(Perm::ReadWrite));
+        t.unmap(0, Perm::ReadWrite).unwrap();
+        assert_eq!(t.entry(0), Some(Perm::None));
+    });
+}
