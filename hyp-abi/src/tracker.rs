@@ -140,15 +140,33 @@ impl<'a> PageTracker<'a> {
     /// Adds a live mapping of `gfn` with `perm`; returns whether the table
     /// entry changed (the caller then names `gfn` in a ring record).
     pub fn map(&self, gfn: u64, perm: Perm) -> Result<bool, Error> {
-        let (one, mask, covers) = Self::count_of(perm)?;
+        let counts = Self::count_of(perm)?;
         let (state, entry) = self.page(gfn)?;
+        Self::map_page(state, entry, counts, perm)
+    }
+
+    /// Drops a live mapping of `gfn` made with `perm`; returns whether the
+    /// table entry changed (the caller then names `gfn` in a ring record and
+    /// issues `SYNC` before reusing the page).
+    pub fn unmap(&self, gfn: u64, perm: Perm) -> Result<bool, Error> {
+        let counts = Self::count_of(perm)?;
+        let (state, entry) = self.page(gfn)?;
+        Self::unmap_page(state, entry, counts)
+    }
+
+    #[inline]
+    fn map_page(
+        state: &AtomicU32,
+        entry: &AtomicU8,
+        (one, mask, covers): (u32, u32, u32),
+        perm: Perm,
+    ) -> Result<bool, Error> {
         let old = Self::lock(state);
         if old & mask == mask {
             // Release: unlock unchanged.
             state.store(old, Ordering::Release);
             return Err(Error::Overflow);
         }
-        let new = old + one;
         // The entry grows to `perm` exactly when no mapping granted it yet.
         let changed = old & covers == 0;
         if changed {
@@ -157,16 +175,16 @@ impl<'a> PageTracker<'a> {
             entry.store(perm.bits(), Ordering::Relaxed);
         }
         // Release: the next holder of the lock sees the count and the entry.
-        state.store(new, Ordering::Release);
+        state.store(old + one, Ordering::Release);
         Ok(changed)
     }
 
-    /// Drops a live mapping of `gfn` made with `perm`; returns whether the
-    /// table entry changed (the caller then names `gfn` in a ring record and
-    /// issues `SYNC` before reusing the page).
-    pub fn unmap(&self, gfn: u64, perm: Perm) -> Result<bool, Error> {
-        let (one, mask, covers) = Self::count_of(perm)?;
-        let (state, entry) = self.page(gfn)?;
+    #[inline]
+    fn unmap_page(
+        state: &AtomicU32,
+        entry: &AtomicU8,
+        (one, mask, covers): (u32, u32, u32),
+    ) -> Result<bool, Error> {
         let old = Self::lock(state);
         if old & mask == 0 {
             state.store(old, Ordering::Release);
@@ -188,28 +206,39 @@ impl<'a> PageTracker<'a> {
     /// progress is part of the result): the caller publishes
     /// `progress.record()`, then unmaps those pages to undo them.
     pub fn map_range(&self, gfn: u64, nr: u32, perm: Perm) -> (Progress, Result<(), Error>) {
-        self.range(gfn, nr, |g| self.map(g, perm))
+        match Self::count_of(perm) {
+            Ok(counts) => self.range(gfn, nr, |s, e| Self::map_page(s, e, counts, perm)),
+            Err(e) => (Progress::default(), Err(e)),
+        }
     }
 
     /// Unmaps `nr` pages from `gfn`, stopping at the first error.
     pub fn unmap_range(&self, gfn: u64, nr: u32, perm: Perm) -> (Progress, Result<(), Error>) {
-        self.range(gfn, nr, |g| self.unmap(g, perm))
+        match Self::count_of(perm) {
+            Ok(counts) => self.range(gfn, nr, |s, e| Self::unmap_page(s, e, counts)),
+            Err(e) => (Progress::default(), Err(e)),
+        }
     }
 
+    #[inline]
     fn range(
         &self,
         gfn: u64,
         nr: u32,
-        op: impl Fn(u64) -> Result<bool, Error>,
+        op: impl Fn(&AtomicU32, &AtomicU8) -> Result<bool, Error>,
     ) -> (Progress, Result<(), Error>) {
         let mut progress = Progress::default();
-        match gfn.checked_add(u64::from(nr)) {
-            Some(end) if end <= self.frames() => {}
-            _ => return (progress, Err(Error::OutOfRange)),
-        }
-        for g in gfn..gfn + u64::from(nr) {
-            match op(g) {
-                Ok(changed) => progress.note(g, changed),
+        // One bounds check for the whole range, none per page.
+        let pages = usize::try_from(gfn).ok().and_then(|start| {
+            let end = start.checked_add(usize::try_from(nr).ok()?)?;
+            Some((self.state.get(start..end)?, self.table.get(start..end)?))
+        });
+        let Some((states, entries)) = pages else {
+            return (progress, Err(Error::OutOfRange));
+        };
+        for (state, entry) in states.iter().zip(entries) {
+            match op(state, entry) {
+                Ok(changed) => progress.note(gfn + u64::from(progress.done), changed),
                 Err(e) => return (progress, Err(e)),
             }
             progress.done += 1;
