@@ -205,6 +205,19 @@ fn extend_run(buf: &[u8], mut seq: u32, mut end: u64, tf: u64) -> (usize, u64) {
     (n, end)
 }
 
+/// Applies table entry `entry` to a page's state with one table lookup and
+/// returns the events it caused in 16-bit lanes: bad entry (bits 0..16),
+/// shared, unshared and refused (`LANE_*`). This is the per-page cost of
+/// every drain.
+#[inline(always)]
+fn step(page: &mut u8, entry: u8) -> u64 {
+    let e = ENTRY_PERM[usize::from(entry)];
+    let old = *page;
+    let t = TRANSITION[usize::from(((old & 0x3f) << 2) | (e & 0x3))];
+    *page = (old & !0x3f) | (t & 0xff) as u8;
+    (t >> 8) + u64::from(e >> 7)
+}
+
 fn overlap(a: &Range<u64>, b: &Range<u64>) -> bool {
     a.start < b.end && b.start < a.end
 }
@@ -639,12 +652,24 @@ impl Hypervisor {
             if ram.read(regs.table_gpa + lo, window).is_err() {
                 return;
             }
+            let mut acc = 0;
             for r in runs {
                 let range = (r.start - lo) as usize..(r.end - lo) as usize;
+                if r.end - r.start == 1 {
+                    // Fast path for the common one-page buffer.
+                    let page = usize::try_from(r.start)
+                        .ok()
+                        .and_then(|i| self.pages.get_mut(i));
+                    if let (Some(p), Some(&entry)) = (page, window.get(range.start)) {
+                        acc += step(p, entry);
+                        continue;
+                    }
+                }
                 if let Some(entries) = window.get(range) {
                     self.apply_entries(r.start, entries, stats);
                 }
             }
+            self.add_lanes(acc, stats);
         } else {
             for r in runs {
                 self.apply_span(ram, regs, r.clone(), scratch, stats);
@@ -681,23 +706,12 @@ impl Hypervisor {
             .min(self.pages.len());
         let last = first.saturating_add(entries.len()).min(self.pages.len());
         let (known, beyond) = entries.split_at(last - first);
-        // One table lookup per page: this loop is the per-page cost of every
-        // drain. Four 16-bit lanes count events; `SCRATCH` bounds the entries
-        // per call well below a lane's capacity.
+        // `SCRATCH` bounds the entries per call well below a lane's capacity.
         let mut acc = 0u64;
         for (p, &entry) in self.pages[first..last].iter_mut().zip(known) {
-            let e = ENTRY_PERM[usize::from(entry)];
-            let old = *p;
-            let t = TRANSITION[usize::from(((old & 0x3f) << 2) | (e & 0x3))];
-            acc += (t >> 8) + u64::from(e >> 7);
-            *p = (old & !0x3f) | (t & 0xff) as u8;
+            acc += step(p, entry);
         }
-        let mut bad = acc & 0xffff;
-        let shared = (acc >> LANE_SHARED) & 0xffff;
-        let unshared = (acc >> LANE_UNSHARED) & 0xffff;
-        let mut forbidden = acc >> LANE_FORBIDDEN;
-        stats.pages_shared += shared;
-        stats.pages_unshared += unshared;
+        let (mut bad, mut forbidden) = (0, 0);
         // Frames the table covers beyond guest RAM can never be shared.
         for &entry in beyond {
             if entry & TABLE_RESERVED_MASK != 0 || entry == 2 {
@@ -706,11 +720,21 @@ impl Hypervisor {
                 forbidden += 1;
             }
         }
+        self.bad_table_entries += bad;
+        self.forbidden_shares += forbidden;
+        self.add_lanes(acc, stats);
+    }
+
+    /// Adds the event counts `step` accumulated in `acc` to the counters.
+    fn add_lanes(&mut self, acc: u64, stats: &mut DrainStats) {
+        let unshared = (acc >> LANE_UNSHARED) & 0xffff;
+        stats.pages_shared += (acc >> LANE_SHARED) & 0xffff;
+        stats.pages_unshared += unshared;
+        self.bad_table_entries += acc & 0xffff;
+        self.forbidden_shares += acc >> LANE_FORBIDDEN;
         if unshared != 0 {
             self.pending_invalidate = true;
         }
-        self.bad_table_entries += bad;
-        self.forbidden_shares += forbidden;
     }
 
     fn permitted(&self, gpa: u64, len: u64, access: Access) -> bool {
