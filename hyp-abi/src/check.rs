@@ -10,6 +10,7 @@
 use super::call::{Status, ABI_MAJOR, NR_RETS};
 use super::error::Error;
 use super::layout::RING_ORDER_MAX;
+use super::mailbox::{nr_slots, MailboxHeader, MAILBOX_MAGIC};
 
 /// What `VERSION` reported, once checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,4 +111,21 @@ pub fn check_consumer(prev: u64, new: u64, producer: u64, ring_size: u64) -> Res
         return Err(Error::Hostile);
     }
     Ok(new)
+}
+
+/// Checks the mailbox region header against the size of the BAR that holds
+/// it and returns the number of slots the guest may use.
+///
+/// A wrong magic or major version means the device is not a pviommu
+/// mailbox (`Hyp(NotSupported)`: the guest declines it); a region size or
+/// slot count that disagrees with the BAR is hostile.
+pub fn check_mailbox_header(header: &MailboxHeader, bar_size: u64) -> Result<u32, Error> {
+    if header.magic != MAILBOX_MAGIC || (header.abi_version >> 16) as u16 != ABI_MAJOR {
+        return Err(Error::Hyp(Status::NotSupported));
+    }
+    let max = nr_slots(bar_size).ok_or(Error::Hostile)?;
+    if u64::from(header.region_size) != bar_size || header.nr_slots == 0 || header.nr_slots > max {
+        return Err(Error::Hostile);
+    }
+    Ok(header.nr_slots)
 }

@@ -5,11 +5,14 @@
 #![cfg(not(loom))]
 
 use pviommu_hyp_abi::call::{errno_from_status, Func, Status, ABI_VERSION};
-use pviommu_hyp_abi::check::{check_consumer, check_progress, check_sync, check_version};
+use pviommu_hyp_abi::check::{
+    check_consumer, check_mailbox_header, check_progress, check_sync, check_version,
+};
 use pviommu_hyp_abi::error::{
     Error, EAGAIN, EBUSY, EINVAL, EIO, ENOMEM, EOPNOTSUPP, EOVERFLOW, EPERM,
 };
 use pviommu_hyp_abi::layout::{record_seq, Perm};
+use pviommu_hyp_abi::mailbox::{MailboxHeader, MAILBOX_MAGIC};
 use pviommu_hyp_abi::ring::{consume, Producer, RingHeader, RingSlot};
 use pviommu_hyp_abi::tracker::{PageTracker, MAX_MAPPINGS};
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
@@ -286,4 +289,70 @@ fn permissions_encode_like_the_table() {
     assert_eq!(Perm::Read.union(Perm::ReadWrite), Perm::ReadWrite);
     assert!(Perm::ReadWrite.allows(Perm::Read));
     assert!(!Perm::Read.allows(Perm::ReadWrite));
+}
+
+#[test]
+fn mailbox_header_is_checked_against_the_bar() {
+    let good = MailboxHeader {
+        magic: MAILBOX_MAGIC,
+        abi_version: ABI_VERSION,
+        region_size: 65536,
+        nr_slots: 480,
+        ..Default::default()
+    };
+    assert_eq!(check_mailbox_header(&good, 65536), Ok(480));
+    let minor = MailboxHeader {
+        abi_version: ABI_VERSION + 7,
+        ..good
+    };
+    assert_eq!(
+        check_mailbox_header(&minor, 65536),
+        Ok(480),
+        "higher minor is fine"
+    );
+    let not_ours = Err(Error::Hyp(Status::NotSupported));
+    assert_eq!(
+        check_mailbox_header(&MailboxHeader { magic: 0, ..good }, 65536),
+        not_ours
+    );
+    assert_eq!(
+        check_mailbox_header(
+            &MailboxHeader {
+                abi_version: 0x2_0000,
+                ..good
+            },
+            65536
+        ),
+        not_ours
+    );
+    for (h, bar) in [
+        (good, 32768),
+        (
+            MailboxHeader {
+                nr_slots: 481,
+                ..good
+            },
+            65536,
+        ),
+        (
+            MailboxHeader {
+                nr_slots: 0,
+                ..good
+            },
+            65536,
+        ),
+        (
+            MailboxHeader {
+                region_size: 4096,
+                ..good
+            },
+            4096,
+        ),
+    ] {
+        assert_eq!(
+            check_mailbox_header(&h, bar),
+            Err(Error::Hostile),
+            "{h:?} in {bar}"
+        );
+    }
 }
