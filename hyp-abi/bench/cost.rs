@@ -60,8 +60,9 @@ fn map(nr: u32) {
 
 fn drain(stride: u64) {
     let order = 14;
-    // Table at gfn 0, ring at gfn 16, the records name gfns 128 on.
-    let first = 128;
+    // Table at gfn 0, ring at gfn 16, the records name gfns 8192 on, far
+    // from frame 0 as in a real guest.
+    let first = 8192;
     let table_frames = first + RECORDS * stride;
     let ring_gpa = 16 << 12;
     let ram_bytes = table_frames << 12;

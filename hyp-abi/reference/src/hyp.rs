@@ -591,7 +591,7 @@ impl Hypervisor {
                 let end = rec.gfn + nr;
                 if rec.gfn <= run.end && end >= run.start {
                     run = run.start.min(rec.gfn)..run.end.max(end);
-                } else {
+                } else if run.start < run.end {
                     if npending == pending.len() {
                         self.apply_runs(ram, &regs, &pending, &mut scratch, &mut stats);
                         npending = 0;
@@ -600,6 +600,8 @@ impl Hypervisor {
                         *slot = run;
                         npending += 1;
                     }
+                    run = rec.gfn..end;
+                } else {
                     run = rec.gfn..end;
                 }
             }
