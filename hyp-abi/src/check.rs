@@ -80,8 +80,11 @@ pub fn check_progress(status: i64, done: u64, requested: u64) -> Result<u64, Err
 /// Checks the answer to `SYNC` for a ring of `ring_size` records and a
 /// table of `table_frames` entries.
 ///
-/// One `SYNC` applies each ring slot at most once, and no more pages can
-/// change than the table has entries plus the `direct` pages shared directly.
+/// One `SYNC` applies each ring slot at most once, so `r0 <= ring_size`.
+/// Page counts can only come from applied records, each naming at most
+/// `table_frames` frames, so `r1, r2 <= r0 * table_frames` (a page whose
+/// entry another CPU flips during the call may count more than once, so
+/// the tighter bound `table_frames` would not hold).
 pub fn check_sync(
     status: i64,
     ret: &[u64; NR_RETS],
@@ -89,7 +92,8 @@ pub fn check_sync(
     table_frames: u64,
 ) -> Result<SyncResult, Error> {
     check_status(status)?;
-    if ret[0] > ring_size || ret[1] > table_frames || ret[2] > table_frames {
+    let pages = ret[0].saturating_mul(table_frames);
+    if ret[0] > ring_size || ret[1] > pages || ret[2] > pages {
         return Err(Error::Hostile);
     }
     Ok(SyncResult {

@@ -269,8 +269,17 @@ fn hypervisor_answers_are_checked() {
     assert_eq!(check_progress(0, 5, 4), Err(Error::Hostile));
     assert_eq!(check_progress(-3, 0, 4), Err(Error::Hyp(Status::Denied)));
     assert!(check_sync(0, &[8, 10, 10], 8, 10).is_ok());
+    assert!(
+        check_sync(0, &[2, 20, 20], 8, 10).is_ok(),
+        "a page may change twice"
+    );
     assert_eq!(check_sync(0, &[9, 0, 0], 8, 10), Err(Error::Hostile));
-    assert_eq!(check_sync(0, &[0, 11, 0], 8, 10), Err(Error::Hostile));
+    assert_eq!(
+        check_sync(0, &[0, 1, 0], 8, 10),
+        Err(Error::Hostile),
+        "pages without records"
+    );
+    assert_eq!(check_sync(0, &[1, 0, 11], 8, 10), Err(Error::Hostile));
     assert_eq!(check_consumer(2, 5, 6, 8), Ok(5));
     assert_eq!(check_consumer(2, 1, 6, 8), Err(Error::Hostile), "backwards");
     assert_eq!(
