@@ -1,19 +1,234 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Driver initialisation, called once at boot from `pviommu_initcall.c`.
+//! Driver initialisation: boot parameters, the PCI probe of the mailbox
+//! device, the shared structures, and the hand-over to the engine.
 
-use crate::hyp_abi::call::{ABI_MAJOR, ABI_MINOR};
+use core::sync::atomic::{AtomicBool, Ordering};
+use kernel::error::code::{EINVAL, EIO, ENODEV, ENOMEM};
 use kernel::prelude::*;
+
+use crate::ffi::{debugfs, global::Global, mem, params, pci, platform::IrqDisabled, virtio};
+use crate::hyp_abi::call::{Func, ABI_MAJOR, ABI_MINOR};
+use crate::hyp_abi::check::{check_status, check_version};
+use crate::hyp_abi::layout::{RING_HEADER_SIZE, RING_ORDER_MAX, RING_ORDER_MIN};
+use crate::hyp_abi::ring::{Producer, RingHeader, RingSlot};
+use crate::hyp_abi::tracker::PageTracker;
+use crate::logic::engine::{Config, Engine};
+use crate::logic::mailbox::Mailbox;
+use crate::logic::pool::Pool;
+use crate::logic::stats::Stats;
+
+/// The engine as the kernel instantiates it.
+pub(crate) type KernelEngine =
+    Engine<'static, Mailbox<'static, crate::ffi::platform::KernelPlatform>, mem::PhysCopier>;
+
+static ENGINE: Global<KernelEngine> = Global::new();
+static STATS: Stats = Stats::new();
+static REQUIRED: AtomicBool = AtomicBool::new(true);
+
+/// The engine, once a pviommu device is initialised.
+pub(crate) fn engine() -> Option<&'static KernelEngine> {
+    ENGINE.get()
+}
+
+/// `pviommu.required`: refuse virtio devices without a working pviommu.
+pub(crate) fn required() -> bool {
+    REQUIRED.load(Ordering::Relaxed)
+}
 
 /// Entry point of the driver, called from the C `fs_initcall_sync`.
 ///
 /// Returns 0 or a negative errno, as initcalls do.
 #[no_mangle]
 extern "C" fn pviommu_rust_init() -> core::ffi::c_int {
+    let p = params::read();
+    REQUIRED.store(p.required, Ordering::Relaxed);
     pr_info!(
         "paravirtual IOMMU driver, ABI {}.{}\n",
         ABI_MAJOR,
         ABI_MINOR
     );
+    // The callback decides per device, so install it first: a device that
+    // shows up without a working pviommu is refused or left alone.
+    virtio::install();
+    if let Err(e) = pci::register() {
+        pr_err!("cannot register the PCI driver: {:?}\n", e);
+    }
+    if engine().is_none() {
+        if p.required {
+            pr_err!(
+                "no working pviommu device: virtio devices will be refused (pviommu.required=1)\n"
+            );
+        } else {
+            pr_warn!(
+                "no working pviommu device: virtio DMA is NOT protected (pviommu.required=0)\n"
+            );
+        }
+    }
     0
+}
+
+/// Brings up one pviommu device: checks the mailbox, negotiates the
+/// version, allocates and registers the table, ring and bounce pool.
+pub(crate) fn probe(dev: pci::Device) -> Result {
+    let name = dev.name;
+    if engine().is_some() {
+        pr_err!("{:?}: a pviommu is already active: declined\n", name);
+        return Err(ENODEV);
+    }
+    let p = params::read();
+    let Ok(mode) = p.mode else {
+        pr_err!("{:?}: pviommu.mode must be share, bounce or sync\n", name);
+        return Err(EINVAL);
+    };
+    if !(RING_ORDER_MIN..=RING_ORDER_MAX).contains(&p.ring_order) {
+        pr_err!(
+            "{:?}: pviommu.ring_order must be {}..={}\n",
+            name,
+            RING_ORDER_MIN,
+            RING_ORDER_MAX
+        );
+        return Err(EINVAL);
+    }
+    let mailbox =
+        Mailbox::new(dev.region, p.timeout_ms * 1_000_000, dev.platform).map_err(|e| {
+            pr_err!(
+                "{:?}: declined: not a pviommu ABI {} mailbox ({:?})\n",
+                name,
+                ABI_MAJOR,
+                e
+            );
+            ENODEV
+        })?;
+
+    let version = {
+        let _irq = IrqDisabled::new();
+        mailbox.call(Func::Version, [0; 6])
+    };
+    let version = version
+        .map_err(|e| {
+            pr_err!("{:?}: VERSION: no answer ({:?})\n", name, e);
+            EIO
+        })
+        .and_then(|r| {
+            check_version(r.status, &r.ret).map_err(|e| {
+                pr_err!(
+                    "{:?}: VERSION: refused or malformed answer ({:?})\n",
+                    name,
+                    e
+                );
+                ENODEV
+            })
+        })?;
+    if p.ring_order > version.max_ring_order {
+        pr_err!(
+            "{:?}: pviommu.ring_order={} above the hypervisor's maximum {}\n",
+            name,
+            p.ring_order,
+            version.max_ring_order
+        );
+        return Err(EINVAL);
+    }
+
+    // Allocate everything before the first call that registers it. The
+    // memory is never freed: the hypervisor may read it until reset.
+    let frames = p.max_pfn;
+    let records = 1u64 << p.ring_order;
+    let pool_pages = core::cmp::max(1, p.pool_kib / 4);
+    let (Some(table), Some(state), Some(ring), Some(pool_mem), Some(bitmap), Some(orig)) = (
+        mem::alloc_contig(frames),
+        mem::alloc_contig(frames * 4),
+        mem::alloc_contig(RING_HEADER_SIZE + records * 16),
+        mem::alloc_contig(pool_pages * 4096),
+        mem::alloc_contig(pool_pages.div_ceil(64) * 8),
+        mem::alloc_contig(pool_pages * 8),
+    ) else {
+        pr_err!(
+            "{:?}: out of memory for the table, ring or bounce pool\n",
+            name
+        );
+        return Err(ENOMEM);
+    };
+    // SAFETY: each area is zeroed, page aligned, never freed, and only
+    // ever accessed through these atomic views (the hypervisor's accesses
+    // are the other side of the ABI's atomics).
+    let views = unsafe {
+        (
+            table.as_slice(0, frames as usize),
+            state.as_slice(0, frames as usize),
+            ring.as_slice::<RingHeader>(0, 1),
+            ring.as_slice::<RingSlot>(RING_HEADER_SIZE as usize, records as usize),
+            bitmap.as_slice(0, pool_pages.div_ceil(64) as usize),
+            orig.as_slice(0, pool_pages as usize),
+        )
+    };
+    let (Some(table_v), Some(state_v), Some([header]), Some(slots), Some(bitmap_v), Some(orig_v)) =
+        views
+    else {
+        pr_err!(
+            "{:?}: internal error: shared-structure views out of bounds\n",
+            name
+        );
+        return Err(EINVAL);
+    };
+    let tracker = PageTracker::new(state_v, table_v).map_err(|_| EINVAL)?;
+    let producer = Producer::new(header, slots).map_err(|_| EINVAL)?;
+    let pool = Pool::new(pool_mem.phys, bitmap_v, orig_v).ok_or(EINVAL)?;
+
+    let init = {
+        let _irq = IrqDisabled::new();
+        mailbox.call(
+            Func::Init,
+            [
+                table.phys,
+                frames,
+                ring.phys,
+                u64::from(p.ring_order),
+                pool_mem.phys,
+                pool_pages,
+            ],
+        )
+    };
+    match init {
+        Ok(r) => check_status(r.status).map_err(|e| {
+            pr_err!("{:?}: INIT refused: {:?}\n", name, e);
+            EIO
+        })?,
+        Err(e) => {
+            pr_err!("{:?}: INIT: no answer ({:?})\n", name, e);
+            return Err(EIO);
+        }
+    }
+
+    let cfg = Config {
+        mode,
+        strict: p.strict,
+        lazy_max_pages: p.lazy_max_pages,
+        bounce_threshold: p.bounce_threshold,
+    };
+    let engine = Engine::new(
+        cfg,
+        tracker,
+        producer,
+        pool,
+        mailbox,
+        mem::PhysCopier,
+        &STATS,
+    );
+    if ENGINE.set(engine).is_err() {
+        return Err(ENODEV);
+    }
+    debugfs::register(&STATS);
+    pr_info!(
+        "{:?}: ready: ABI {}.{}, {} mode, {} unmap, table {} frames, ring {} records, pool {} KiB\n",
+        name,
+        version.major,
+        version.minor,
+        mode.name(),
+        if p.strict { "strict" } else { "lazy (unsafe against a malicious host)" },
+        frames,
+        records,
+        pool_pages * 4
+    );
+    Ok(())
 }

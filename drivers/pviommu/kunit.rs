@@ -9,11 +9,12 @@
 //! KUnit finds the built-in suites and runs them at boot.
 //!
 //! All `unsafe` of the tests lives here; test bodies get a [`Test`] and
-//! report through [`Test::expect`] and the `expect_*!` macros.
+//! report through [`Test::expect`] and the `expect_true!`/`expect_eq!` macros.
 
-use core::ffi::{c_char, CStr};
+use core::ffi::CStr;
 use core::fmt::{self, Write};
 use kernel::bindings;
+use kernel::ffi::c_char;
 
 /// A running KUnit test case.
 ///
@@ -53,12 +54,12 @@ impl Test {
         // A message longer than the buffer is truncated, never an error.
         let _ = message.write_fmt(what);
         let loc = bindings::kunit_loc {
-            file: file.as_ptr(),
+            file: file.as_ptr().cast(),
             line: line as i32,
         };
         let assert = bindings::kunit_unary_assert {
             assert: bindings::kunit_assert {},
-            condition: c"expectation".as_ptr(),
+            condition: c"expectation".as_ptr().cast(),
             expected_true: true,
         };
         // SAFETY:
@@ -74,7 +75,7 @@ impl Test {
                 bindings::kunit_assert_type_KUNIT_EXPECTATION,
                 &assert.assert,
                 Some(bindings::kunit_unary_assert_format),
-                c"%s".as_ptr(),
+                c"%s".as_ptr().cast(),
                 message.as_c_str(),
             );
         }
@@ -122,7 +123,7 @@ pub(crate) const fn case(
 ) -> bindings::kunit_case {
     bindings::kunit_case {
         run_case: Some(run),
-        name: name.as_ptr(),
+        name: name.as_ptr().cast(),
         generate_params: None,
         attr: bindings::kunit_attributes {
             speed: bindings::kunit_speed_KUNIT_SPEED_NORMAL,
@@ -140,7 +141,7 @@ pub(crate) const fn case_end() -> bindings::kunit_case {
         name: core::ptr::null(),
         generate_params: None,
         attr: bindings::kunit_attributes {
-            speed: bindings::kunit_speed_KUNIT_SPEED_UNSPECIFIED,
+            speed: bindings::kunit_speed_KUNIT_SPEED_UNSET,
         },
         status: bindings::kunit_status_KUNIT_SUCCESS,
         module_name: core::ptr::null_mut(),
@@ -239,16 +240,16 @@ macro_rules! kunit_suite {
                         )
                     },
                 ),
-                // SAFETY: only the address is taken; `CASES` is static.
-                unsafe { core::ptr::addr_of_mut!(CASES) }.cast(),
+                // Only the address is taken; `CASES` is static.
+                core::ptr::addr_of_mut!(CASES).cast(),
             );
 
             // KUnit runs every suite listed in this section at boot.
             #[used]
             #[link_section = ".kunit_test_suites"]
             static mut SUITE_ENTRY: *const bindings::kunit_suite =
-                // SAFETY: only the address is taken; `SUITE` is static.
-                unsafe { core::ptr::addr_of!(SUITE) };
+                // Only the address is taken; `SUITE` is static.
+                core::ptr::addr_of!(SUITE);
         }
     };
 }
@@ -256,7 +257,7 @@ pub(crate) use kunit_suite;
 
 /// Expects a condition to hold; on failure, reports it with the source
 /// location and the condition's text (and an optional message).
-macro_rules! expect {
+macro_rules! expect_true {
     ($test:expr, $cond:expr $(,)?) => {
         $test.expect(
             $cond,
@@ -269,7 +270,7 @@ macro_rules! expect {
         )
     };
 }
-pub(crate) use expect;
+pub(crate) use expect_true;
 
 /// Expects two values to be equal; on failure, reports both.
 macro_rules! expect_eq {

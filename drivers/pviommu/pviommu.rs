@@ -5,17 +5,22 @@
 //!
 //! The driver is built into the kernel and initialised from a C
 //! `fs_initcall_sync` (see `pviommu_initcall.c`), before virtio devices
-//! probe. The ABI it speaks lives in the project's `hyp-abi/` crate,
-//! included here by path so the guest and the reference hypervisor
-//! share one definition.
+//! probe. `ffi` is the only `unsafe` code; `logic` (also a userspace
+//! crate) and `hyp_abi` (the ABI, shared with the reference hypervisor)
+//! are included by path.
 
+mod ffi;
 #[path = "../../hyp-abi/src/lib.rs"]
 pub mod hyp_abi;
 mod init;
 #[cfg(CONFIG_PVIOMMU_KUNIT_TEST)]
 mod kunit;
+#[path = "logic/src/lib.rs"]
+pub mod logic;
 #[cfg(CONFIG_PVIOMMU_KUNIT_TEST)]
 mod tests;
+
+pub(crate) use init::{engine, KernelEngine};
 
 /// Prefix of the driver's kernel log messages (`pr_*!` use it).
 const __LOG_PREFIX: &[u8] = b"pviommu\0";

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Early initialisation of the pviommu driver.
+ * C glue of the pviommu driver: the early initcall and the boot
+ * parameters. Everything else is Rust.
  *
  * Rust's module! macro registers built-in code at device_initcall, the
  * level at which virtio-pci and the virtio device drivers register, so
@@ -9,11 +10,64 @@
  * negotiates features, so initialise at fs_initcall_sync: after PCI
  * enumeration and resource assignment (subsys_initcall, fs_initcall) and
  * before every device_initcall.
+ *
+ * Linux 6.12's Rust has no module parameters for built-in code, so the
+ * parameters are declared here (as pviommu.<name>) and read from Rust.
+ * Documentation/admin-guide/pviommu.rst documents each of them.
  */
 
 #include <linux/init.h>
+#include <linux/memblock.h>
+#include <linux/moduleparam.h>
 
+/* Built-in code gets KBUILD_MODNAME ("pviommu_initcall") as the prefix. */
+#undef MODULE_PARAM_PREFIX
+#define MODULE_PARAM_PREFIX "pviommu."
+
+/* share | bounce | sync */
+char *pviommu_param_mode = "share";
+module_param_named(mode, pviommu_param_mode, charp, 0444);
+
+/* 1: one invalidation hypercall per unmap call; 0: batch (unsafe). */
+bool pviommu_param_strict = true;
+module_param_named(strict, pviommu_param_strict, bool, 0444);
+
+/* Lazy mode: sync after this many pending unmapped pages at most. */
+unsigned int pviommu_param_lazy_max_pages = 256;
+module_param_named(lazy_max_pages, pviommu_param_lazy_max_pages, uint, 0444);
+
+/* Buffers smaller than this (bytes) bounce even when they own their pages. */
+unsigned int pviommu_param_bounce_threshold = 4096;
+module_param_named(bounce_threshold, pviommu_param_bounce_threshold, uint, 0444);
+
+/* Size of the bounce pool shared at initialisation, in KiB. */
+unsigned int pviommu_param_pool_kib = 4096;
+module_param_named(pool_kib, pviommu_param_pool_kib, uint, 0444);
+
+/* log2 of the number of ring records. */
+unsigned int pviommu_param_ring_order = 12;
+module_param_named(ring_order, pviommu_param_ring_order, uint, 0444);
+
+/* How long to wait for one hypercall, in milliseconds. */
+unsigned int pviommu_param_timeout_ms = 5000;
+module_param_named(timeout_ms, pviommu_param_timeout_ms, uint, 0444);
+
+/*
+ * 1: without a working pviommu, refuse virtio devices rather than let
+ * them DMA into private memory. 0: leave them on dma-direct.
+ */
+bool pviommu_param_required = IS_ENABLED(CONFIG_PVIOMMU_REQUIRED);
+module_param_named(required, pviommu_param_required, bool, 0444);
+
+/* Called from Rust. */
+unsigned long pviommu_max_pfn(void);
 int pviommu_rust_init(void);
+
+/* The highest page frame number of RAM: the table covers 0..max_pfn. */
+unsigned long pviommu_max_pfn(void)
+{
+	return max_pfn;
+}
 
 static int __init pviommu_initcall(void)
 {

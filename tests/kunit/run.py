@@ -22,7 +22,7 @@ import bootlib  # noqa: E402
 
 # Suites that must be present: a suite that silently vanished (a config
 # or link problem) is a failure, not a smaller pass count.
-REQUIRED_SUITES = ["pviommu_abi"]
+REQUIRED_SUITES = ["pviommu_abi", "pviommu_engine"]
 CMDLINE = "console=ttyS0 panic=-1 kunit.enable=1 kunit_shutdown=reboot"
 
 

@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The boot parameters, declared in `pviommu_initcall.c` (6.12's Rust has
+//! no module parameters for built-in code) and read once at init.
+
+use core::ffi::{c_char, c_uint, c_ulong, CStr};
+
+use crate::logic::policy::Mode;
+
+extern "C" {
+    static pviommu_param_mode: *const c_char;
+    static pviommu_param_strict: bool;
+    static pviommu_param_lazy_max_pages: c_uint;
+    static pviommu_param_bounce_threshold: c_uint;
+    static pviommu_param_pool_kib: c_uint;
+    static pviommu_param_ring_order: c_uint;
+    static pviommu_param_timeout_ms: c_uint;
+    static pviommu_param_required: bool;
+    fn pviommu_max_pfn() -> c_ulong;
+}
+
+/// The parameters, as given on the command line.
+pub(crate) struct Params {
+    /// `pviommu.mode`, or `Err(())` for a value that is not a mode.
+    pub(crate) mode: Result<Mode, ()>,
+    pub(crate) strict: bool,
+    pub(crate) lazy_max_pages: u64,
+    pub(crate) bounce_threshold: u64,
+    pub(crate) pool_kib: u64,
+    pub(crate) ring_order: u32,
+    pub(crate) timeout_ms: u64,
+    pub(crate) required: bool,
+    /// Frames of RAM the table must cover.
+    pub(crate) max_pfn: u64,
+}
+
+/// Reads the parameters. Called from the initcall, after the kernel parsed
+/// the command line and before anything else reads or writes them (they
+/// are read-only in sysfs: mode 0444).
+pub(crate) fn read() -> Params {
+    // SAFETY: the statics are defined in pviommu_initcall.c with the types
+    // declared above; nothing writes them after command-line parsing, and
+    // `pviommu_param_mode` is a NUL-terminated string (a literal or the
+    // command line's copy) that lives for the kernel's lifetime.
+    unsafe {
+        let mode = if pviommu_param_mode.is_null() {
+            Err(())
+        } else {
+            Mode::parse(CStr::from_ptr(pviommu_param_mode).to_bytes()).ok_or(())
+        };
+        Params {
+            mode,
+            strict: pviommu_param_strict,
+            lazy_max_pages: pviommu_param_lazy_max_pages.into(),
+            bounce_threshold: pviommu_param_bounce_threshold.into(),
+            pool_kib: pviommu_param_pool_kib.into(),
+            ring_order: pviommu_param_ring_order,
+            timeout_ms: pviommu_param_timeout_ms.into(),
+            required: pviommu_param_required,
+            max_pfn: pviommu_max_pfn() as u64,
+        }
+    }
+}

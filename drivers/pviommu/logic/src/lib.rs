@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The pviommu guest driver's logic, free of `unsafe` and of kernel APIs.
+//!
+//! The kernel driver includes this file as a module
+//! (`#[path = "logic/src/lib.rs"] mod logic;`); the same source builds as
+//! the userspace crate `pviommu-logic`, where `cargo test` exercises it.
+//! Hence no crate-level attribute but the `no_std` one below, and sibling
+//! modules are reached through `super::`.
+
+#![cfg_attr(not(CONFIG_RUST), no_std)]
+
+#[cfg(CONFIG_RUST)]
+pub(crate) use crate::hyp_abi as abi;
+#[cfg(not(CONFIG_RUST))]
+pub(crate) use pviommu_hyp_abi as abi;
+
+pub mod engine;
+pub mod mailbox;
+pub mod policy;
+pub mod pool;
+pub mod selftest;
+pub mod stats;

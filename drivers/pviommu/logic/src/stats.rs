@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Event counters, exported through debugfs (`/sys/kernel/debug/pviommu/`).
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])+ $name:ident,)+) => {
+        /// The driver's counters; each is a relaxed `AtomicU64`.
+        #[derive(Default)]
+        pub struct Stats {
+            $($(#[doc = $doc])+ pub $name: AtomicU64,)+
+        }
+
+        impl Stats {
+            /// An all-zero set of counters.
+            pub const fn new() -> Self {
+                Self { $($name: AtomicU64::new(0),)+ }
+            }
+
+            /// Calls `f(name, counter)` for every counter, in order.
+            pub fn for_each(&self, mut f: impl FnMut(&'static str, &AtomicU64)) {
+                $(f(stringify!($name), &self.$name);)+
+            }
+        }
+    };
+}
+
+counters! {
+    /// Buffers mapped (map_page, each sg entry, coherent allocations).
+    maps,
+    /// Buffers unmapped.
+    unmaps,
+    /// Pages whose table entry became shared.
+    pages_shared,
+    /// Pages whose table entry went back to none.
+    pages_unshared,
+    /// Ring records published.
+    ring_records,
+    /// Times the ring was full and a SYNC made room.
+    ring_full,
+    /// SYNC hypercalls.
+    hcall_sync,
+    /// SHARE hypercalls.
+    hcall_share,
+    /// UNSHARE hypercalls.
+    hcall_unshare,
+    /// Other hypercalls (VERSION, INIT, RESET).
+    hcall_other,
+    /// Buffers that went through the bounce pool.
+    bounced,
+    /// Bytes copied to or from the bounce pool.
+    bounced_bytes,
+    /// Mappings refused because the bounce pool was full.
+    pool_exhausted,
+    /// Mapping failures of any kind (DMA_MAPPING_ERROR returned).
+    map_errors,
+    /// Unshares the hypervisor failed or did not confirm.
+    unshare_errors,
+    /// Pages left shared because their unshare failed (never reused).
+    pages_leaked,
+}
+
+impl Stats {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds one to a counter.
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
