@@ -13,6 +13,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The layout checks below also work when the header is used from C++. */
+#ifdef __cplusplus
+#define PVIOMMU_STATIC_ASSERT(expr, msg) static_assert(expr, msg)
+#else
+#define PVIOMMU_STATIC_ASSERT(expr, msg) _Static_assert(expr, msg)
+#endif
+
 /* Versioning. */
 #define PVIOMMU_ABI_MAJOR		1
 #define PVIOMMU_ABI_MINOR		0
@@ -107,10 +114,10 @@ struct pviommu_mailbox_slot {
 	uint32_t reserved1[7];
 };
 
-_Static_assert(sizeof(struct pviommu_ring_header) == PVIOMMU_RING_HEADER_SIZE, "ring header size");
-_Static_assert(offsetof(struct pviommu_ring_header, consumer) == PVIOMMU_RING_CONSUMER_OFFSET, "consumer offset");
-_Static_assert(sizeof(struct pviommu_ring_record) == PVIOMMU_RING_RECORD_SIZE, "record size");
-_Static_assert(sizeof(struct pviommu_mailbox_header) == PVIOMMU_MAILBOX_HEADER_SIZE, "mailbox header size");
-_Static_assert(sizeof(struct pviommu_mailbox_slot) == PVIOMMU_MAILBOX_SLOT_SIZE, "mailbox slot size");
+PVIOMMU_STATIC_ASSERT(sizeof(struct pviommu_ring_header) == PVIOMMU_RING_HEADER_SIZE, "ring header size");
+PVIOMMU_STATIC_ASSERT(offsetof(struct pviommu_ring_header, consumer) == PVIOMMU_RING_CONSUMER_OFFSET, "consumer offset");
+PVIOMMU_STATIC_ASSERT(sizeof(struct pviommu_ring_record) == PVIOMMU_RING_RECORD_SIZE, "record size");
+PVIOMMU_STATIC_ASSERT(sizeof(struct pviommu_mailbox_header) == PVIOMMU_MAILBOX_HEADER_SIZE, "mailbox header size");
+PVIOMMU_STATIC_ASSERT(sizeof(struct pviommu_mailbox_slot) == PVIOMMU_MAILBOX_SLOT_SIZE, "mailbox slot size");
 
 #endif /* PVIOMMU_ABI_H */

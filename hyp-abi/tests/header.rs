@@ -155,7 +155,15 @@ fn compile(name: &str, c_source: &str) -> std::process::Output {
     std::fs::write(&file, c_source).unwrap();
     let include = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("include");
     Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .args(["-std=c11", "-Wall", "-Werror", "-fsyntax-only", "-I"])
+        .args([
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-pedantic",
+            "-Werror",
+            "-fsyntax-only",
+            "-I",
+        ])
         .arg(&include)
         .arg(&file)
         .output()
@@ -177,4 +185,26 @@ fn the_check_can_fail() {
     let mut c = asserts();
     c.push_str("_Static_assert(offsetof(struct pviommu_mailbox_slot, done_seq) == 97, \"x\");\n");
     assert!(!compile("broken", &c).status.success());
+}
+
+#[test]
+fn c_header_is_also_valid_cpp() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let file = dir.join("pviommu_abi_cpp.cc");
+    std::fs::write(&file, "#include \"pviommu_abi.h\"\n").unwrap();
+    let include = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("include");
+    let out = Command::new(std::env::var("CXX").unwrap_or_else(|_| "c++".into()))
+        .args(["-std=c++17", "-Wall", "-Werror", "-fsyntax-only", "-I"])
+        .arg(&include)
+        .arg(&file)
+        .output();
+    match out {
+        // A C++ compiler is optional; the C check above is not.
+        Err(e) => eprintln!("no C++ compiler ({e}), skipped"),
+        Ok(out) => assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
 }
