@@ -7,7 +7,7 @@
 need_disk
 ROUNDS=${ROUNDS:-3}
 WORKERS=4
-MIB=2
+MIB=${MIB:-1}
 
 region() { echo $(($1 * MIB)); }
 
