@@ -3,8 +3,9 @@
 //!
 //! The vhost-user protocol, vring set-up and queue walking come from
 //! `vhost-user-backend` and `virtio-queue`; every guest memory access they
-//! and this file make goes through `CheckedMemory`. Indirect descriptors and
-//! event suppression are not offered, to keep the accesses few and plain.
+//! and this file make goes through `CheckedMemory`, indirect descriptor
+//! tables included. Event suppression is not offered, to keep the accesses
+//! few and plain.
 
 use std::fs::File;
 use std::io;
@@ -15,8 +16,9 @@ use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatu
 use vhost_user_backend::{VhostUserBackend, VringMutex, VringT};
 use virtio_bindings::virtio_blk::*;
 use virtio_bindings::virtio_config::{VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1};
+use virtio_bindings::virtio_ring::VIRTIO_RING_F_INDIRECT_DESC;
 use virtio_queue::desc::split::Descriptor;
-use virtio_queue::{DescriptorChain, QueueT};
+use virtio_queue::{DescriptorChain, Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 
@@ -55,6 +57,8 @@ pub struct BlkBackend {
     capacity_sectors: u64,
     queues: usize,
     mem: Mutex<Option<Gm>>,
+    /// Ring addresses last logged per queue, to log each layout once.
+    layouts: Mutex<Vec<Option<[u64; 4]>>>,
 }
 
 impl BlkBackend {
@@ -66,6 +70,7 @@ impl BlkBackend {
             capacity_sectors: len >> SECTOR_SHIFT,
             queues: queues.into(),
             mem: Mutex::new(None),
+            layouts: Mutex::new(vec![None; queues.into()]),
         })
     }
 
@@ -231,13 +236,38 @@ impl BlkBackend {
         mem.write_slice(&DEVICE_ID[..n], d.addr()).is_ok()
     }
 
-    fn process_queue(&self, vring: &VringMutex<Gm>) {
+    /// Logs where a queue's rings are, once per layout: with the RAM file
+    /// this is enough to inspect a stuck queue from outside.
+    fn log_layout(&self, index: usize, q: &Queue) {
+        let layout = [
+            q.desc_table(),
+            q.avail_ring(),
+            q.used_ring(),
+            u64::from(q.size()),
+        ];
+        let mut layouts = self.layouts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = layouts.get_mut(index) {
+            if *slot != Some(layout) {
+                *slot = Some(layout);
+                log::info!(
+                    "blk: queue {index}: desc {:#x} avail {:#x} used {:#x} size {}",
+                    layout[0],
+                    layout[1],
+                    layout[2],
+                    layout[3]
+                );
+            }
+        }
+    }
+
+    fn process_queue(&self, index: usize, vring: &VringMutex<Gm>) {
         let Some(gm) = self.mem.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
             return;
         };
         let guard = gm.memory();
         let mem = CheckedMemory::new(&guard, &self.host);
         let mut state = vring.get_mut();
+        self.log_layout(index, state.get_queue());
         let mut completed = 0;
         while let Some(chain) = state.get_queue_mut().pop_descriptor_chain(&mem) {
             self.host.lock().dev.requests += 1;
@@ -277,8 +307,12 @@ impl VhostUserBackend for BlkBackend {
     fn features(&self) -> u64 {
         // ACCESS_PLATFORM: QEMU's `iommu_platform=on` insists on it, so the
         // guest must go through its DMA API (and so through the pviommu).
+        // INDIRECT_DESC: Linux sends up to `seg_max` segments in one
+        // request, more than QEMU's default 128-entry queue holds without
+        // indirect tables (virtqueue_add() warns and the request hangs).
         (1 << VIRTIO_F_VERSION_1)
             | (1 << VIRTIO_F_ACCESS_PLATFORM)
+            | (1 << VIRTIO_RING_F_INDIRECT_DESC)
             | (1 << VIRTIO_BLK_F_SIZE_MAX)
             | (1 << VIRTIO_BLK_F_SEG_MAX)
             | (1 << VIRTIO_BLK_F_BLK_SIZE)
@@ -327,7 +361,7 @@ impl VhostUserBackend for BlkBackend {
         };
         // A kick is an exit: drain the ring before looking at the queue.
         self.host.on_queue_kick();
-        self.process_queue(vring);
+        self.process_queue(usize::from(device_event), vring);
         Ok(())
     }
 }

@@ -383,3 +383,41 @@ fn measure_request_rate() {
         h.stop();
     }
 }
+
+#[test]
+fn indirect_tables_are_checked_like_the_ring() {
+    let (mut h, mut g, mut d) = setup("indirect", &[], BlkDriver::share_all);
+    // 64 data segments of 4 KiB: more than the 16-entry queue holds.
+    let data = pattern(64 * 4096, 9);
+    g.write(DATA_GPA, &data);
+    let mut chain = vec![(HDR_GPA, 16, false)];
+    chain.extend((0..64).map(|i| (DATA_GPA + i * 4096, 4096, false)));
+    chain.push((STATUS_GPA, 1, true));
+    // The table itself is not shared yet: a violation, and with no
+    // descriptor readable, no status byte to answer into.
+    BlkDriver::header(&g, T_OUT, 0);
+    d.offer_indirect(&g, &chain);
+    d.kick();
+    h.wait_counter("device", "requests_dropped", 1);
+    assert_eq!(d.used_idx(&g), 0);
+    g.share_range(INDIRECT_GPA, 16 * 66, PERM_READ);
+    BlkDriver::header(&g, T_OUT, 0);
+    d.offer_indirect(&g, &chain);
+    d.kick();
+    let (_, len) = d.wait_used(&g);
+    assert_eq!((g.read(STATUS_GPA, 1)[0], len), (S_OK, 1));
+    let disk = std::fs::read(&h.disk_path).unwrap();
+    assert_eq!(&disk[..data.len()], &data[..]);
+    // A table longer than seg_max + 2 is malformed.
+    let mut long = vec![(HDR_GPA, 16, false)];
+    long.extend((0..300).map(|_| (DATA_GPA, 512, false)));
+    long.push((STATUS_GPA, 1, true));
+    g.share_range(INDIRECT_GPA, 16 * 302, PERM_READ);
+    BlkDriver::header(&g, T_OUT, 0);
+    d.offer_indirect(&g, &long);
+    d.kick();
+    h.wait_counter("device", "malformed_chains", 2);
+    assert!(h.alive());
+    let c = h.stop();
+    assert_eq!(c.get("device", "violations"), 1);
+}

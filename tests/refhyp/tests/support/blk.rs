@@ -18,6 +18,8 @@ pub const USED_GPA: u64 = 0x20_2000;
 pub const HDR_GPA: u64 = 0x30_0000;
 pub const STATUS_GPA: u64 = 0x30_1000;
 pub const DATA_GPA: u64 = 0x40_0000;
+/// Indirect descriptor tables (up to 64 KiB).
+pub const INDIRECT_GPA: u64 = 0x38_0000;
 /// Where the test puts the ivshmem region in the memory table, as QEMU
 /// announces BAR2 to vhost-user backends.
 pub const BAR2_GPA: u64 = 0xfe00_0000;
@@ -27,6 +29,7 @@ const VA_BASE: u64 = 0x7f00_0000_0000;
 
 pub const F_NEXT: u16 = 1;
 pub const F_WRITE: u16 = 2;
+pub const F_INDIRECT: u16 = 4;
 pub const T_IN: u32 = 0;
 pub const T_OUT: u32 = 1;
 pub const T_FLUSH: u32 = 4;
@@ -129,6 +132,53 @@ impl BlkDriver {
         g.write(AVAIL_GPA + 4 + 2 * slot, &head.to_le_bytes());
         self.avail_idx = self.avail_idx.wrapping_add(1);
         g.write(AVAIL_GPA + 2, &self.avail_idx.to_le_bytes());
+    }
+
+    /// Writes a descriptor table (an indirect one, or part of the ring's).
+    pub fn write_table(g: &Guest, base: u64, descs: &[(u16, RawDesc)]) {
+        for (i, d) in descs {
+            let mut b = [0u8; 16];
+            b[0..8].copy_from_slice(&d.addr.to_le_bytes());
+            b[8..12].copy_from_slice(&d.len.to_le_bytes());
+            b[12..14].copy_from_slice(&d.flags.to_le_bytes());
+            b[14..16].copy_from_slice(&d.next.to_le_bytes());
+            g.write(base + 16 * u64::from(*i), &b);
+        }
+    }
+
+    /// Links `(addr, len, device_writes)` into a chain from index 0 on.
+    pub fn link(chain: &[(u64, u32, bool)]) -> Vec<(u16, RawDesc)> {
+        chain
+            .iter()
+            .enumerate()
+            .map(|(i, &(addr, len, w))| {
+                let last = i + 1 == chain.len();
+                let flags = if w { F_WRITE } else { 0 } | if last { 0 } else { F_NEXT };
+                let next = if last { 0 } else { i as u16 + 1 };
+                (
+                    i as u16,
+                    RawDesc {
+                        addr,
+                        len,
+                        flags,
+                        next,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Offers `chain` through one indirect descriptor at INDIRECT_GPA.
+    pub fn offer_indirect(&mut self, g: &Guest, chain: &[(u64, u32, bool)]) {
+        Self::write_table(g, INDIRECT_GPA, &Self::link(chain));
+        let len = 16 * chain.len() as u32;
+        let head = RawDesc {
+            addr: INDIRECT_GPA,
+            len,
+            flags: F_INDIRECT,
+            next: 0,
+        };
+        self.offer_raw(g, &[(0, head)], 0);
     }
 
     /// Offers a chain of `(addr, len, device_writes)` from descriptor 0 on.
