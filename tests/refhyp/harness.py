@@ -13,7 +13,8 @@ on both the guest's TAP and the hypervisor's counters:
   point passes and the host view saw no violation;
 - ``adversarial``: ``share`` with the adversarial host; every attack on an
   unmapped buffer is denied;
-- ``plain``: plain virtio, no ``iommu_platform``: the guest never shares
+- ``plain``: plain virtio, no ``iommu_platform`` and no mailbox device (so
+  no working pviommu in the guest): the guest never shares
   anything, so the hypervisor must report violations (the negative
   control: it proves the harness catches a guest that bypasses the
   pviommu). The guest's I/O then never completes, so this scenario stops
@@ -55,9 +56,13 @@ GUEST_LIB = "/etc/refhyp/lib.sh"
 
 
 class Scenario:
-    def __init__(self, name, mode=None, iommu=True, flags=(), expect="pass"):
+    def __init__(self, name, mode=None, iommu=True, flags=(), expect="pass", cmdline=""):
         self.name = name
         self.mode = mode
+        self.cmdline = cmdline
+        # Without iommu_platform the guest gets no mailbox device either:
+        # a guest without a working pviommu leaves virtio on dma-direct
+        # (the driver refuses a device without ACCESS_PLATFORM otherwise).
         self.iommu = iommu
         self.flags = list(flags)
         self.expect = expect
@@ -70,10 +75,13 @@ SCENARIOS = {
         Scenario("bounce", mode="bounce"),
         Scenario("sync", mode="sync"),
         Scenario("adversarial", mode="share", flags=["--adversarial"]),
-        Scenario("plain", iommu=False, expect="violations"),
+        # required=0: the driver then leaves virtio alone instead of
+        # refusing it, as a kernel without the pviommu would.
+        Scenario("plain", iommu=False, expect="violations", cmdline="pviommu.required=0"),
         # Harness self-test: the same guest with enforcement off passes,
         # so plain's failure is the enforcement's doing.
-        Scenario("unenforced", iommu=False, flags=["--no-enforce"], expect="unchecked"),
+        Scenario("unenforced", iommu=False, flags=["--no-enforce"], expect="unchecked",
+                 cmdline="pviommu.required=0"),
     ]
 }
 
@@ -122,18 +130,21 @@ class Refhyp:
             raise bootlib.BootError("refhyp did not start: %r; %s" % (line, self.read_log()))
 
     def qemu_args(self, iommu=True, num_queues=1):
-        """QEMU options for the shared RAM, the mailbox and the disk; pass
-        ``machine=MACHINE`` to ``bootlib.Qemu`` as well."""
+        """QEMU options for the shared RAM, the mailbox (with ``iommu``) and
+        the disk; pass ``machine=MACHINE`` to ``bootlib.Qemu`` as well."""
         blk = "vhost-user-blk-pci,chardev=blk0,num-queues=%d" % num_queues
         if iommu:
             blk += ",iommu_platform=on,disable-legacy=on"
         firmware = ["-bios", self.FIRMWARE] if os.path.exists(self.FIRMWARE) else []
+        mailbox = [
+            "-chardev", "socket,path=%s,id=ivshmem0" % self.ivshmem,
+            "-device", "ivshmem-doorbell,chardev=ivshmem0,vectors=1",
+        ] if iommu else []
         return [
             *firmware,
             "-object", "memory-backend-file,id=ram,size=%s,mem-path=%s,share=on"
             % (self.ram, self.ram_file),
-            "-chardev", "socket,path=%s,id=ivshmem0" % self.ivshmem,
-            "-device", "ivshmem-doorbell,chardev=ivshmem0,vectors=1",
+            *mailbox,
             "-chardev", "socket,path=%s,id=blk0" % self.blk,
             "-device", blk,
         ]
@@ -279,6 +290,7 @@ def run_scenario(sc, kernel, timeout, append="", modules=()):
     cmdline = CMDLINE
     if sc.mode:
         cmdline += " %s=%s" % (MODE_PARAM, sc.mode)
+    cmdline += " " + sc.cmdline
     cmdline = (cmdline + " " + append).strip()
     qemu = bootlib.Qemu(kernel, initrd, cmdline, out, extra_args=hyp.qemu_args(sc.iommu),
                         memory=RAM, smp=2, machine=Refhyp.MACHINE)
