@@ -319,7 +319,7 @@ def run_scenario(sc, kernel, timeout, append="", modules=()):
     return {
         "scenario": sc.name, "ok": not problems, "problems": problems,
         "seconds": round(qemu.seconds, 1), "counters": counters, "tap": tap,
-        "console_tail": console.splitlines()[-30:], "refhyp_log": hyp.read_log()[-4000:],
+        "console_tail": console.splitlines()[-30:], "console": console, "refhyp_log": hyp.read_log()[-4000:],
         "skipped": tap_result.skipped if tap_result else [],
     }
 
