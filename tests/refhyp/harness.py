@@ -86,20 +86,24 @@ SCENARIOS = {
 }
 
 
+_BUILT = []
+
+
 def refhyp_binary():
-    """The program, built by cargo if it is not there yet."""
+    """The program, built (or found up to date) by cargo once per run: a
+    stale binary from an older checkout would test old code."""
     target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
-    path = os.path.join(target, "debug", "pviommu-refhyp")
-    if not os.access(path, os.X_OK):
+    if not _BUILT:
         subprocess.run(["cargo", "build", "-q", "-p", "pviommu-refhyp"], cwd=ROOT, check=True)
-    return path
+        _BUILT.append(True)
+    return os.path.join(target, "debug", "pviommu-refhyp")
 
 
 class Refhyp:
     """One hypervisor process; its RAM file, sockets and disk are cleaned up
     whatever happens."""
 
-    def __init__(self, out, flags=(), ram=RAM, disk_mib=DISK_MIB):
+    def __init__(self, out, flags=(), ram=RAM, disk_mib=DISK_MIB, queues=1):
         tag = "pviommu-refhyp-%d-%s" % (os.getpid(), os.path.basename(out))
         self.ram_file = "/dev/shm/" + tag
         self.ram = ram
@@ -117,8 +121,10 @@ class Refhyp:
             "--ram-file", self.ram_file, "--ram-size", ram,
             "--ivshmem-socket", self.ivshmem, "--ivshmem-size", "64K",
             "--blk-socket", self.blk, "--blk-image", self.disk,
+            "--blk-queues", str(queues),
             "--counters", self.counters_file, *flags,
         ]
+        self.queues = queues
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -129,10 +135,10 @@ class Refhyp:
         if line != "READY":
             raise bootlib.BootError("refhyp did not start: %r; %s" % (line, self.read_log()))
 
-    def qemu_args(self, iommu=True, num_queues=1):
+    def qemu_args(self, iommu=True):
         """QEMU options for the shared RAM, the mailbox (with ``iommu``) and
         the disk; pass ``machine=MACHINE`` to ``bootlib.Qemu`` as well."""
-        blk = "vhost-user-blk-pci,chardev=blk0,num-queues=%d" % num_queues
+        blk = "vhost-user-blk-pci,chardev=blk0,num-queues=%d" % self.queues
         if iommu:
             blk += ",iommu_platform=on,disable-legacy=on"
         firmware = ["-bios", self.FIRMWARE] if os.path.exists(self.FIRMWARE) else []
@@ -276,7 +282,7 @@ def check_counters(sc, c, problems):
             hyp["violations"], dev["violations"], dev["adversarial_denied"]))
 
 
-def run_scenario(sc, kernel, timeout, append="", modules=()):
+def run_scenario(sc, kernel, timeout, append="", modules=(), queues=1):
     out = bootlib.workdir("pviommu-refhyp-%s-" % sc.name)
     initrd = os.path.join(out, "initramfs.cpio")
     scripts = guest_scripts()
@@ -286,7 +292,7 @@ def run_scenario(sc, kernel, timeout, append="", modules=()):
         scripts.insert(0, script)
         files.update(more)
     bootlib.build_initramfs(initrd, scripts, files=files)
-    hyp = Refhyp(out, flags=sc.flags)
+    hyp = Refhyp(out, flags=sc.flags, queues=queues)
     cmdline = CMDLINE
     if sc.mode:
         cmdline += " %s=%s" % (MODE_PARAM, sc.mode)
@@ -331,6 +337,7 @@ def main():
     ap.add_argument("--append", default="", help="extra kernel command line")
     ap.add_argument("--results", help="write 'passed failed skipped' counts here")
     ap.add_argument("--json", help="write every scenario's counters here")
+    ap.add_argument("--queues", type=int, default=1, help="virtqueues of the disk")
     ap.add_argument("--kernel", help="boot this kernel instead of the project's")
     ap.add_argument("--insmod", action="append", default=[], metavar="KO",
                     help="load this module first (repeat, in dependency order)")
@@ -342,7 +349,8 @@ def main():
     print("TAP version 13")
     print("1..%d" % len(names))
     for i, name in enumerate(names, 1):
-        r = run_scenario(SCENARIOS[name], kernel, args.timeout, args.append, args.insmod)
+        r = run_scenario(SCENARIOS[name], kernel, args.timeout, args.append, args.insmod,
+                         args.queues)
         results.append(r)
         for line in r["tap"].splitlines():
             print("#   " + line)
