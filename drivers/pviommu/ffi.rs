@@ -5,6 +5,7 @@
 //! `logic/`. Each submodule turns raw pointers into safe values once, with
 //! a SAFETY comment saying why that is sound.
 
+pub(crate) mod bus;
 pub(crate) mod debugfs;
 pub(crate) mod dma_ops;
 pub(crate) mod global;

@@ -7,7 +7,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::error::code::{EINVAL, EIO, ENODEV, ENOMEM};
 use kernel::prelude::*;
 
-use crate::ffi::{debugfs, global::Global, mem, params, pci, platform::IrqDisabled, virtio};
+use crate::ffi::{bus, debugfs, global::Global, mem, params, pci, platform::IrqDisabled, virtio};
 use crate::hyp_abi::call::{Func, ABI_MAJOR, ABI_MINOR};
 use crate::hyp_abi::check::{check_status, check_version};
 use crate::hyp_abi::layout::{RING_HEADER_SIZE, RING_ORDER_MAX, RING_ORDER_MIN};
@@ -51,6 +51,7 @@ extern "C" fn pviommu_rust_init() -> core::ffi::c_int {
     // The callback decides per device, so install it first: a device that
     // shows up without a working pviommu is refused or left alone.
     virtio::install();
+    bus::watch_pci();
     if let Err(e) = pci::register() {
         pr_err!("cannot register the PCI driver: {:?}\n", e);
     }

@@ -7,7 +7,7 @@
 //! enumerated then, so the probe runs synchronously inside the
 //! registration and the pviommu is ready when it returns.
 
-use core::sync::atomic::AtomicU64;
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use kernel::bindings;
 use kernel::ffi::c_int;
 use kernel::prelude::*;
@@ -43,6 +43,15 @@ static mut DRIVER: bindings::pci_driver = {
     d
 };
 
+/// The `struct device` of the mailbox function the pviommu runs on.
+static OWN_DEVICE: AtomicPtr<bindings::device> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Whether `dev` is the pviommu's own mailbox function (whose DMA the
+/// pviommu must not take over).
+pub(crate) fn is_own_device(dev: *mut bindings::device) -> bool {
+    OWN_DEVICE.load(Ordering::Relaxed) == dev
+}
+
 /// What the probe hands to the safe initialisation.
 pub(crate) struct Device {
     /// The shared mailbox region (BAR2), as 64-bit words.
@@ -65,6 +74,7 @@ unsafe extern "C" fn probe(
 ) -> c_int {
     // SAFETY: the PCI core passes a valid device for the whole probe.
     let dev = unsafe { core::ptr::addr_of_mut!((*pdev).dev) };
+    OWN_DEVICE.store(dev, Ordering::Relaxed);
     // SAFETY: `dev` is valid; its name lives as long as the device, which
     // is never removed (the driver cannot be unbound: no remove callback
     // and suppressed bind attributes would be needed for modules only).
