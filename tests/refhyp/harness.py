@@ -88,15 +88,20 @@ SCENARIOS = {
 
 _BUILT = []
 
+# Cargo profile of the program; the benchmark (tests/bench) sets "release".
+PROFILE = "debug"
+
 
 def refhyp_binary():
     """The program, built (or found up to date) by cargo once per run: a
     stale binary from an older checkout would test old code."""
     target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
     if not _BUILT:
-        subprocess.run(["cargo", "build", "-q", "-p", "pviommu-refhyp"], cwd=ROOT, check=True)
+        release = ["--release"] if PROFILE == "release" else []
+        subprocess.run(["cargo", "build", "-q", *release, "-p", "pviommu-refhyp"], cwd=ROOT,
+                       check=True)
         _BUILT.append(True)
-    return os.path.join(target, "debug", "pviommu-refhyp")
+    return os.path.join(target, PROFILE, "pviommu-refhyp")
 
 
 class Refhyp:
