@@ -15,7 +15,7 @@ export KDIR
 export PVIOMMU_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pviommu
 export CARGO_TARGET_DIR ?= $(PVIOMMU_CACHE)/cargo-target
 
-.PHONY: all setup kernel run check cargo-test lint kunit boot-test clean help
+.PHONY: all setup kernel run check cargo-test lint kunit boot-test refhyp-test clean help
 
 all: kernel
 
@@ -29,7 +29,7 @@ kernel: setup
 	@scripts/kernel.sh build
 
 run: kernel
-	@tests/boot/run.py --demo
+	@scripts/run-demo.sh
 
 check:
 	@scripts/check.sh
@@ -46,6 +46,9 @@ kunit: kernel
 
 boot-test: kernel
 	@tests/boot/run.py
+
+refhyp-test: kernel
+	@tests/refhyp/harness.py
 
 clean:
 	rm -rf "$(PVIOMMU_CACHE)"/build-* "$(PVIOMMU_CACHE)"/current "$(CARGO_TARGET_DIR)"

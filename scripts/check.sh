@@ -69,12 +69,14 @@ step lint scripts/lint.sh
 if [ "$(cat "$results/kernel-build")" = "1 0 0" ]; then
 	counted kunit tests/kunit/run.py --results "$results/kunit"
 	counted boot-test tests/boot/run.py --results "$results/boot-test"
+	counted refhyp tests/refhyp/harness.py --results "$results/refhyp" \
+		--json "$results/refhyp.json"
 fi
 
 say "== results ($(( $(date +%s) - start )) s)"
 passed=0 failed=0 skipped=0
 for f in "$results"/*; do
-	case $f in *.log) continue ;; esac
+	case $f in *.log | *.json) continue ;; esac
 	read -r p fl s <"$f"
 	printf '  %-14s %4d passed %4d failed %4d skipped\n' "$(basename "$f")" "$p" "$fl" "$s" >&2
 	passed=$((passed + p)) failed=$((failed + fl)) skipped=$((skipped + s))

@@ -56,8 +56,11 @@ GUEST_LIB = "/etc/refhyp/lib.sh"
 
 
 class Scenario:
-    def __init__(self, name, mode=None, iommu=True, flags=(), expect="pass", cmdline=""):
+    def __init__(self, name, mode=None, iommu=True, flags=(), expect="pass", cmdline="",
+                 scripts="guest"):
         self.name = name
+        # The directory of guest workloads under tests/refhyp/.
+        self.scripts = scripts
         self.mode = mode
         self.cmdline = cmdline
         # Without iommu_platform the guest gets no mailbox device either:
@@ -78,6 +81,15 @@ SCENARIOS = {
         # required=0: the driver then leaves virtio alone instead of
         # refusing it, as a kernel without the pviommu would.
         Scenario("plain", iommu=False, expect="violations", cmdline="pviommu.required=0"),
+        # Fault injection: a failed SYNC (share) or UNSHARE (sync) must stop
+        # the disk loudly, with no silent data loss, no panic, no violation.
+        Scenario("fault-sync", mode="share", flags=["--fail-syncs", "1"], expect="fault",
+                 scripts="guest-faults"),
+        Scenario("fault-unshare", mode="sync", flags=["--fail-unshares", "1"], expect="fault",
+                 scripts="guest-faults"),
+        # Degraded but correct hypervisors: partial progress and slow drains.
+        Scenario("partial-unshare", mode="sync", flags=["--partial-unshare", "1"]),
+        Scenario("drain-delay", mode="share", flags=["--drain-delay-ms", "1"]),
         # Harness self-test: the same guest with enforcement off passes,
         # so plain's failure is the enforcement's doing.
         Scenario("unenforced", iommu=False, flags=["--no-enforce"], expect="unchecked",
@@ -230,8 +242,8 @@ def run_qemu(qemu, timeout, stop_when=None, poll=1.0):
     return qemu
 
 
-def guest_scripts():
-    return sorted(glob.glob(os.path.join(HERE, "guest", "[0-9]*.sh")))
+def guest_scripts(directory="guest"):
+    return sorted(glob.glob(os.path.join(HERE, directory, "[0-9]*.sh")))
 
 
 INSMOD_SCRIPT = """#!/bin/sh
@@ -265,6 +277,13 @@ def check_counters(sc, c, problems):
         if dev["violations"] == 0:
             problems.append("plain virtio caused no violation: enforcement is not working")
         return
+    if sc.expect == "fault":
+        f = c.get("faults", {})
+        if f.get("syncs_failed", 0) + f.get("unshares_failed", 0) == 0:
+            problems.append("no fault was injected")
+        if dev["violations"] or hyp["violations"]:
+            problems.append("%d violations after a failed unshare" % hyp["violations"])
+        return
     if sc.expect == "unchecked":
         if dev["unchecked_accesses"] == 0 or dev["violations"]:
             problems.append("--no-enforce run: %d unchecked accesses, %d violations" % (
@@ -290,7 +309,7 @@ def check_counters(sc, c, problems):
 def run_scenario(sc, kernel, timeout, append="", modules=(), queues=1):
     out = bootlib.workdir("pviommu-refhyp-%s-" % sc.name)
     initrd = os.path.join(out, "initramfs.cpio")
-    scripts = guest_scripts()
+    scripts = guest_scripts(sc.scripts)
     files = {GUEST_LIB: os.path.join(HERE, "guest", "lib.sh")}
     if modules:
         script, more = insmod_script(out, modules)

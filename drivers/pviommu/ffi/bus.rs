@@ -35,10 +35,15 @@ unsafe extern "C" fn bind(
     action: c_ulong,
     data: *mut c_void,
 ) -> c_int {
+    let dev = data.cast::<bindings::device>();
+    if action == bindings::bus_notifier_event_BUS_NOTIFY_UNBIND_DRIVER as c_ulong {
+        // A virtio transport going away takes its virtio devices along.
+        super::virtio::forget_parent(dev);
+        return bindings::NOTIFY_DONE as c_int;
+    }
     if action != bindings::bus_notifier_event_BUS_NOTIFY_BIND_DRIVER as c_ulong {
         return bindings::NOTIFY_DONE as c_int;
     }
-    let dev = data.cast::<bindings::device>();
     if dev.is_null() || super::pci::is_own_device(dev) {
         return bindings::NOTIFY_DONE as c_int;
     }

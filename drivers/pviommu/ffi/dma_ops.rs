@@ -50,7 +50,11 @@ fn with_engine<R>(fail: R, f: impl FnOnce(&KernelEngine) -> R) -> R {
     match engine() {
         Some(e) => {
             let _irq = IrqDisabled::new();
-            f(e)
+            let r = f(e);
+            if e.is_broken() {
+                super::virtio::break_all_once();
+            }
+            r
         }
         None => fail,
     }
@@ -391,6 +395,7 @@ unsafe extern "C" fn free(
         Ok(()) => unsafe { bindings::free_pages_exact(vaddr, bytes as usize) },
         // The host may still reach the pages: leak them, never reuse them.
         Err(err) => {
+            super::virtio::break_all_once();
             pr_err!(
                 "coherent memory at {:#x} ({} bytes) could not be unshared ({:?}): leaked\n",
                 dma,

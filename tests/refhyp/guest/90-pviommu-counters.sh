@@ -1,0 +1,37 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# After the workloads: the driver's own counters show the acceptance
+# figures of its mode. share: no hypercall on map (no SHARE/UNSHARE at
+# all) and at most one SYNC per unmap call; bounce: no hypercall after
+# initialisation; sync: one SHARE per zero-copy map at least.
+d=/sys/kernel/debug/pviommu
+[ -d $d ] || { echo "no pviommu debugfs: driver not active"; exit 77; }
+for f in $d/*; do
+	echo "$(basename "$f")=$(cat "$f")"
+done
+c() { cat $d/"$1"; }
+mode=share
+for arg in $(cat /proc/cmdline); do
+	case $arg in pviommu.mode=*) mode=${arg#pviommu.mode=} ;; esac
+done
+[ "$(c unshare_errors)" -eq 0 ] || { echo "unshare errors"; exit 1; }
+[ "$(c map_errors)" -eq 0 ] || { echo "map errors"; exit 1; }
+case $mode in
+share)
+	[ "$(c hcall_share)" -eq 0 ] && [ "$(c hcall_unshare)" -eq 0 ] ||
+		{ echo "share mode made SHARE/UNSHARE hypercalls"; exit 1; }
+	[ "$(c hcall_sync)" -le "$(c unmaps)" ] ||
+		{ echo "more SYNCs than unmap calls"; exit 1; }
+	echo "share: 0 hypercalls on map; $(c hcall_sync) SYNCs for $(c unmaps) unmaps"
+	;;
+bounce)
+	[ "$(c hcall_sync)" -eq 0 ] && [ "$(c hcall_share)" -eq 0 ] ||
+		{ echo "bounce mode made hypercalls"; exit 1; }
+	[ "$(c bounced)" -ge "$(c maps)" ] || { echo "a buffer was not bounced"; exit 1; }
+	echo "bounce: no hypercall, $(c bounced_bytes) bytes copied"
+	;;
+sync)
+	[ "$(c hcall_share)" -ge 1 ] || { echo "sync mode made no SHARE"; exit 1; }
+	echo "sync: $(c hcall_share) SHARE, $(c hcall_unshare) UNSHARE"
+	;;
+esac
