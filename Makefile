@@ -52,3 +52,10 @@ refhyp-test: kernel
 
 clean:
 	rm -rf "$(PVIOMMU_CACHE)"/build-* "$(PVIOMMU_CACHE)"/current "$(CARGO_TARGET_DIR)"
+
+# Benchmark: pviommu's modes against dma-direct and virtio-iommu, side by
+# side in one run (tests/bench/bench.py). Boots the kernel `make kernel`
+# built last.
+.PHONY: bench
+bench:
+	@CARGO_BUILD_JOBS=1 tests/bench/bench.py
