@@ -131,6 +131,28 @@ unsafe fn for_each_sg(
     }
 }
 
+/// Calls `f(dma_address, dma_length)` for the first `nents` mapped
+/// entries of a scatterlist.
+///
+/// # Safety
+///
+/// `sg` must head a valid scatterlist whose first `nents` entries hold
+/// DMA addresses set by `map_sg`.
+unsafe fn for_each_mapped(
+    sg: *mut bindings::scatterlist,
+    nents: c_int,
+    mut f: impl FnMut(u64, u64),
+) {
+    let each = |s: *mut bindings::scatterlist| {
+        // SAFETY: `s` is a valid, mapped entry (caller guarantee).
+        let (dma, len) = unsafe { (bindings::sg_dma_address(s), (*s).dma_length) };
+        f(dma, u64::from(len));
+        true
+    };
+    // SAFETY: guaranteed by the caller.
+    unsafe { for_each_sg(sg, nents, each) };
+}
+
 /// The C callback `map_sg`.
 ///
 /// # Safety
@@ -179,14 +201,12 @@ unsafe extern "C" fn map_sg(
         report("map_sg", err);
         // Undo the entries already mapped, as one unmap call.
         let mut batch = Batch::default();
-        let each = |s: *mut bindings::scatterlist| {
-            // SAFETY: `s` is a valid, mapped entry.
-            let (dma, len) = unsafe { (bindings::sg_dma_address(s), (*s).dma_length) };
-            e.unmap(dma, u64::from(len), dir, false, &mut batch);
-            true
-        };
         // SAFETY: as above; the first `mapped` entries hold DMA addresses.
-        unsafe { for_each_sg(sg, mapped, each) };
+        unsafe {
+            for_each_mapped(sg, mapped, |dma, len| {
+                e.unmap(dma, len, dir, false, &mut batch)
+            })
+        };
         let _ = e.finish(batch);
         err.to_errno()
     })
@@ -209,14 +229,12 @@ unsafe extern "C" fn unmap_sg(
     with_engine((), |e| {
         // One batch for the whole list: one SYNC for the call.
         let mut batch = Batch::default();
-        let each = |s: *mut bindings::scatterlist| {
-            // SAFETY: `s` is a valid, mapped entry.
-            let (dma, len) = unsafe { (bindings::sg_dma_address(s), (*s).dma_length) };
-            e.unmap(dma, u64::from(len), dir, cpu_sync(attrs), &mut batch);
-            true
-        };
         // SAFETY: the DMA API passes the list it mapped, `nents` entries.
-        unsafe { for_each_sg(sg, nents, each) };
+        unsafe {
+            for_each_mapped(sg, nents, |dma, len| {
+                e.unmap(dma, len, dir, cpu_sync(attrs), &mut batch)
+            })
+        };
         if let Err(err) = e.finish(batch) {
             report("unmap_sg", err);
         }
@@ -269,14 +287,8 @@ unsafe extern "C" fn sync_sg_for_cpu(
 ) {
     let dir = dir_of(dir).unwrap_or(Dir::Bidirectional);
     with_engine((), |e| {
-        let each = |s: *mut bindings::scatterlist| {
-            // SAFETY: `s` is a valid, mapped entry.
-            let (dma, len) = unsafe { (bindings::sg_dma_address(s), (*s).dma_length) };
-            e.sync_for_cpu(dma, u64::from(len), dir);
-            true
-        };
         // SAFETY: the DMA API passes a mapped list of `nents` entries.
-        unsafe { for_each_sg(sg, nents, each) }
+        unsafe { for_each_mapped(sg, nents, |dma, len| e.sync_for_cpu(dma, len, dir)) }
     })
 }
 
@@ -294,14 +306,8 @@ unsafe extern "C" fn sync_sg_for_device(
 ) {
     let dir = dir_of(dir).unwrap_or(Dir::Bidirectional);
     with_engine((), |e| {
-        let each = |s: *mut bindings::scatterlist| {
-            // SAFETY: `s` is a valid, mapped entry.
-            let (dma, len) = unsafe { (bindings::sg_dma_address(s), (*s).dma_length) };
-            e.sync_for_device(dma, u64::from(len), dir);
-            true
-        };
         // SAFETY: the DMA API passes a mapped list of `nents` entries.
-        unsafe { for_each_sg(sg, nents, each) }
+        unsafe { for_each_mapped(sg, nents, |dma, len| e.sync_for_device(dma, len, dir)) }
     })
 }
 

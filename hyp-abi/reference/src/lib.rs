@@ -17,7 +17,9 @@ mod ram;
 
 pub use counters::Counters;
 pub use hyp::{Access, CallResult, Config, DrainStats, ExitKind, Hypervisor, Violation};
-pub use mailbox::{init_region, serve_mailbox, RegionError, SharedRegion, VecRegion};
+pub use mailbox::{
+    init_region, serve_mailbox, serve_mailbox_with, RegionError, SharedRegion, VecRegion,
+};
 pub use pviommu_hyp_abi as abi;
 pub use pviommu_hyp_abi::layout::Perm;
 pub use ram::{GuestRam, OutOfRange, VecRam};

@@ -7,6 +7,7 @@ use crate::ram::{GuestRam, OutOfRange};
 use pviommu_hyp_abi::call::{Status, ABI_VERSION, FEATURES_KNOWN, NR_ARGS};
 use pviommu_hyp_abi::mailbox::{
     nr_slots, slot_offset, MailboxHeader, MailboxSlot, MAILBOX_MAGIC, MAILBOX_SLOT_SIZE,
+    SLOT_DONE_SEQ_OFFSET, SLOT_STATUS_OFFSET,
 };
 use std::cell::RefCell;
 use std::sync::atomic::{fence, Ordering};
@@ -66,6 +67,20 @@ pub fn init_region(
 /// The slot count comes from the region size, never from the header, which
 /// the guest can write. Counts no exit: the caller records one per doorbell.
 pub fn serve_mailbox(hyp: &mut Hypervisor, ram: &dyn GuestRam, region: &dyn SharedRegion) -> usize {
+    serve_mailbox_with(region, &mut |func, args| hyp.call(ram, func, args))
+}
+
+/// The transport loop of [`serve_mailbox`], with the call left to the
+/// caller: a harness passes each call through fault injection, or acts
+/// after a call and before its answer is published (while the guest still
+/// waits), without copying the slot protocol.
+///
+/// A slot with non-zero flags or reserved fields is answered
+/// `INVALID_PARAMETER` without reaching `call`.
+pub fn serve_mailbox_with(
+    region: &dyn SharedRegion,
+    call: &mut dyn FnMut(u32, [u64; NR_ARGS]) -> crate::hyp::CallResult,
+) -> usize {
     let Some(slots) = nr_slots(region.size()) else {
         return 0;
     };
@@ -88,18 +103,17 @@ pub fn serve_mailbox(hyp: &mut Hypervisor, ram: &dyn GuestRam, region: &dyn Shar
                 ret: [0; 3],
             }
         } else {
-            let args: [u64; NR_ARGS] = req.args;
-            hyp.call(ram, req.func, args)
+            call(req.func, req.args)
         };
         let mut answer = [0u8; 32];
         answer[..8].copy_from_slice(&result.status.to_le_bytes());
         for (i, r) in result.ret.iter().enumerate() {
             answer[8 + 8 * i..16 + 8 * i].copy_from_slice(&r.to_le_bytes());
         }
-        let _ = region.write(off + 64, &answer);
+        let _ = region.write(off + SLOT_STATUS_OFFSET, &answer);
         // Release: the guest sees the answer once it sees `done_seq`.
         fence(Ordering::Release);
-        let _ = region.write(off + 96, &req.req_seq.to_le_bytes());
+        let _ = region.write(off + SLOT_DONE_SEQ_OFFSET, &req.req_seq.to_le_bytes());
         served += 1;
     }
     served

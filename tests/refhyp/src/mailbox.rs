@@ -1,19 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Serving the mailbox slots of the shared region, with fault injection.
 //!
-//! This is the transport loop of `pviommu_reference_hyp::serve_mailbox`
-//! with one difference: each call passes through the `FaultPlan` before it
-//! reaches the state machine. Slot parsing uses the ABI crate's layout;
-//! the state machine is the reference one, untouched.
+//! The transport loop is the reference one (`serve_mailbox_with`); the
+//! difference is that each call passes through the `FaultPlan` before it
+//! reaches the state machine, which is the reference one, untouched.
 
-use std::sync::atomic::{fence, Ordering};
 use std::thread;
 
 use pviommu_reference_hyp::abi::call::Status;
-use pviommu_reference_hyp::abi::mailbox::{
-    nr_slots, slot_offset, MailboxSlot, MAILBOX_SLOT_SIZE, SLOT_DONE_SEQ_OFFSET, SLOT_STATUS_OFFSET,
-};
-use pviommu_reference_hyp::{init_region, CallResult, GuestRam, SharedRegion};
+use pviommu_reference_hyp::{init_region, serve_mailbox_with, CallResult, GuestRam, SharedRegion};
 
 use crate::faults::{FaultPlan, Verdict};
 use crate::host::HostInner;
@@ -21,52 +16,22 @@ use crate::host::HostInner;
 /// Serves every slot whose `req_seq` differs from its `done_seq`; returns
 /// how many calls were answered.
 ///
-/// The slot count comes from the region size, never from the header, which
-/// the guest can overwrite.
-///
-/// `after_call` runs after each call and before its answer is published,
-/// while the guest still waits: the adversary attacks there, before the
-/// guest may reuse what it just unshared.
+/// The slot protocol is the reference one (`serve_mailbox_with`); each
+/// call goes through the fault plan, and `after_call` runs after each call
+/// and before its answer is published, while the guest still waits: the
+/// adversary attacks there, before the guest may reuse what it just
+/// unshared.
 pub fn serve(
     g: &mut HostInner,
     ram: &dyn GuestRam,
     shm: &dyn SharedRegion,
     after_call: &mut dyn FnMut(&mut HostInner),
 ) -> usize {
-    let Some(slots) = nr_slots(shm.size()) else {
-        return 0;
-    };
-    let mut served = 0;
-    for slot in 0..slots {
-        let off = slot_offset(slot);
-        let mut bytes = [0u8; MAILBOX_SLOT_SIZE as usize];
-        if shm.read(off, &mut bytes).is_err() {
-            break;
-        }
-        let req = MailboxSlot::from_le_bytes(&bytes);
-        if req.req_seq == req.done_seq {
-            continue;
-        }
-        // Acquire: pairs with the guest's Release store of `req_seq`.
-        fence(Ordering::Acquire);
-        let result = if req.flags != 0 || req.reserved0 != 0 {
-            refused(Status::InvalidParameter)
-        } else {
-            call(g, ram, req.func, req.args)
-        };
+    serve_mailbox_with(shm, &mut |func, args| {
+        let result = call(g, ram, func, args);
         after_call(g);
-        let mut answer = [0u8; 32];
-        answer[..8].copy_from_slice(&result.status.to_le_bytes());
-        for (i, r) in result.ret.iter().enumerate() {
-            answer[8 + 8 * i..16 + 8 * i].copy_from_slice(&r.to_le_bytes());
-        }
-        let _ = shm.write(off + SLOT_STATUS_OFFSET, &answer);
-        // Release: the guest sees the answer once it sees `done_seq`.
-        fence(Ordering::Release);
-        let _ = shm.write(off + SLOT_DONE_SEQ_OFFSET, &req.req_seq.to_le_bytes());
-        served += 1;
-    }
-    served
+        result
+    })
 }
 
 fn refused(status: Status) -> CallResult {
