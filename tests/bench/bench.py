@@ -360,8 +360,7 @@ def analyse(run):
     for key, d in dio.items():
         r = {"mbps": d["mbps"], "us_per_io": d["us_per_io"], "ios": d["ios"],
              "bytes": d["bytes"], "ns": d["ns"]}
-        r.update(workload_metrics(key.replace("-%d" % d["bs"], "-%d" % d["bs"]), d["ios"], run,
-                                  dbg))
+        r.update(workload_metrics(key, d["ios"], run, dbg))
         res["io"][key] = r
     for key, d in dmb.items():
         r = dict(d)
@@ -418,7 +417,8 @@ def targets(results):
     ds, ok = [], True
     for op in OPS:
         for bs in (262144, 1048576):
-            r = ratio(io_val(results, "share", op, bs, "mbps"), io_val(results, "bounce", op, bs, "mbps"))
+            r = ratio(io_val(results, "share", op, bs, "mbps"),
+                      io_val(results, "bounce", op, bs, "mbps"))
             ok = ok and r is not None and r >= 2.0
             ds.append("%s %s %s×" % (op, kib(bs), fmt(r, 2)))
     add("share ≥ 2× bounce throughput at ≥ 256 KiB", ok, "; ".join(ds))
@@ -445,7 +445,8 @@ def targets(results):
     for w in list(results["share"]["io"].values()) + list(results["share"]["dmb"].values()):
         if w.get("maps") is not None:
             maps += w["maps"]
-            hc += (w.get("guest") or {}).get("hcall_share", 0) + (w.get("guest") or {}).get("ring_full", 0)
+            g = w.get("guest") or {}
+            hc += g.get("hcall_share", 0) + g.get("ring_full", 0)
     add("0 hypercalls per map (share)", maps > 0 and hc == 0,
         "%d hypercalls on the map path (SHARE calls + SYNCs forced by a full ring) over %d maps"
         % (hc, maps))
@@ -483,8 +484,8 @@ def analysis(res):
                      "%s µs per I/O; bounce copies %s bytes per I/O in %s µs." % (
                          op, fmt(w["hcalls_per_io"], 1), fmt(w.get("bytes_copied_per_io"), 0),
                          fmt(w["us_per_io"], 0),
-                         fmt(bo["io"].get("%s-%d" % (op, 1048576), {}).get("bytes_copied_per_io"), 0),
-                         fmt(bo["io"].get("%s-%d" % (op, 1048576), {}).get("us_per_io"), 0)))
+                         fmt(io_val(res, "bounce", op, 1048576, "bytes_copied_per_io"), 0),
+                         fmt(io_val(res, "bounce", op, 1048576, "us_per_io"), 0)))
     d_sh, d_bo = sh["dmb"].get("g1-t1", {}), bo["dmb"].get("g1-t1", {})
     if d_sh.get("unmap_us") is not None and d_bo.get("map_us") is not None:
         copy = d_bo["map_us"] + d_bo["unmap_us"]
@@ -524,6 +525,13 @@ def analysis(res):
              "segments a buffer has depends on how fragmented its pages are, hence the "
              "variation of hypercalls per I/O between sizes.")
     return L
+
+
+def map_unmap(d):
+    """map + unmap µs of one dma_map_benchmark result, or None."""
+    if d.get("map_us") is None:
+        return None
+    return d["map_us"] + (d.get("unmap_us") or 0)
 
 
 def markdown(report):
@@ -634,9 +642,7 @@ def markdown(report):
             row = [c.label]
             for k in keys:
                 a, b = d.get(k) or {}, ud.get(k) or {}
-                sa = (a.get("map_us") or 0) + (a.get("unmap_us") or 0) if a.get("map_us") is not None else None
-                sb = (b.get("map_us") or 0) + (b.get("unmap_us") or 0) if b.get("map_us") is not None else None
-                row.append(fmt(ratio(sa, sb), 2))
+                row.append(fmt(ratio(map_unmap(a), map_unmap(b)), 2))
             L.append("| " + " | ".join(row) + " |")
     L.append("")
     L.append("## Targets")
@@ -657,7 +663,8 @@ def markdown(report):
     for c in cfgs:
         r = res[c.name]
         L.append("- %s: %.0f s%s" % (c.name, r["seconds"],
-                                      ("; problems: " + "; ".join(r["problems"])) if r["problems"] else ""))
+                                      ("; problems: " + "; ".join(r["problems"]))
+                                      if r["problems"] else ""))
         for i in r["info"]:
             if i.startswith(("info iommu_class", "info iommu_group", "info dmb_device",
                              "dmb none")) or \
@@ -739,7 +746,8 @@ def plot(report, path):
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("MB/s (log)")
     axes[1].legend(fontsize=8)
-    fig.suptitle("pviommu bench %s (QEMU TCG, %s CPUs)" % (report["date"], report["machine"]["nproc"]))
+    fig.suptitle("pviommu bench %s (QEMU TCG, %s CPUs)" % (report["date"],
+                                                           report["machine"]["nproc"]))
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
