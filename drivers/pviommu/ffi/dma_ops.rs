@@ -7,6 +7,7 @@
 //! interrupts (the DMA API may be called from hard IRQ) and hands over to
 //! the safe engine in `logic/engine.rs`.
 
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use kernel::bindings;
 use kernel::ffi::{c_int, c_ulong, c_void};
 use kernel::prelude::*;
@@ -88,6 +89,108 @@ unsafe extern "C" fn map_page(
     })
 }
 
+/// An open `dma_unmap_batch_begin()` batch of one CPU.
+///
+/// Only its own CPU touches a slot, with interrupts disabled from the
+/// begin to the end of the batch, so relaxed atomics suffice: they only
+/// make the statics shareable.
+struct CpuBatch {
+    depth: AtomicU32,
+    pending: AtomicU64,
+    irq_flags: AtomicUsize,
+}
+
+/// One slot per CPU; CPUs beyond the array do not batch (each unmap call
+/// then syncs on its own, which is correct, only slower).
+static CPU_BATCHES: [CpuBatch; 64] = [const {
+    CpuBatch {
+        depth: AtomicU32::new(0),
+        pending: AtomicU64::new(0),
+        irq_flags: AtomicUsize::new(0),
+    }
+}; 64];
+
+/// The open batch of this CPU, if any. Interrupts must be disabled.
+fn open_batch() -> Option<&'static CpuBatch> {
+    // SAFETY: no preconditions; the caller has interrupts disabled.
+    let cpu = unsafe { bindings::raw_smp_processor_id() };
+    CPU_BATCHES
+        .get(cpu as usize)
+        .filter(|b| b.depth.load(Ordering::Relaxed) > 0)
+}
+
+/// Ends one unmap DMA API call: adds its pages to this CPU's open batch,
+/// or syncs them now when no batch is open.
+fn finish_or_defer(e: &KernelEngine, batch: Batch, what: &str) {
+    if let Some(open) = open_batch() {
+        open.pending.fetch_add(batch.pending(), Ordering::Relaxed);
+        return;
+    }
+    if let Err(err) = e.finish(batch) {
+        report(what, err);
+    }
+}
+
+/// The C callback `unmap_batch_begin`.
+///
+/// # Safety
+///
+/// Called only by the kernel, with the arguments its C prototype
+/// promises (valid pointers for the duration of the call).
+unsafe extern "C" fn unmap_batch_begin(_dev: *mut bindings::device) {
+    if engine().is_none() {
+        return;
+    }
+    // Interrupts stay disabled until the end of the batch: no other unmap
+    // on this CPU may join a batch it does not belong to, and the batch
+    // cannot migrate.
+    // SAFETY: always allowed; `unmap_batch_end` restores the flags.
+    let flags = unsafe { bindings::local_irq_save() };
+    // SAFETY: no preconditions; interrupts are disabled.
+    let cpu = unsafe { bindings::raw_smp_processor_id() };
+    match CPU_BATCHES.get(cpu as usize) {
+        Some(b) if b.depth.fetch_add(1, Ordering::Relaxed) == 0 => {
+            b.pending.store(0, Ordering::Relaxed);
+            b.irq_flags.store(flags, Ordering::Relaxed);
+        }
+        // Nested: the outer batch already disabled interrupts.
+        // SAFETY: restores what was just saved (still disabled).
+        Some(_) => unsafe { bindings::local_irq_restore(flags) },
+        // SAFETY: restores what was just saved.
+        None => unsafe { bindings::local_irq_restore(flags) },
+    }
+}
+
+/// The C callback `unmap_batch_end`: the one `SYNC` for the batch.
+///
+/// # Safety
+///
+/// Called only by the kernel, with the arguments its C prototype
+/// promises (valid pointers for the duration of the call).
+unsafe extern "C" fn unmap_batch_end(_dev: *mut bindings::device) {
+    // SAFETY: no preconditions. Inside a batch interrupts are disabled,
+    // so this is the CPU that began it.
+    let cpu = unsafe { bindings::raw_smp_processor_id() };
+    let Some(b) = CPU_BATCHES.get(cpu as usize) else {
+        return;
+    };
+    // No batch open (no engine at begin time): nothing to end.
+    if b.depth.load(Ordering::Relaxed) == 0 || b.depth.fetch_sub(1, Ordering::Relaxed) != 1 {
+        return;
+    }
+    let pending = b.pending.swap(0, Ordering::Relaxed);
+    if let Some(e) = engine() {
+        if let Err(err) = e.finish(Batch::with_pending(pending)) {
+            report("unmap batch", err);
+        }
+        if e.is_broken() {
+            super::virtio::break_all_once();
+        }
+    }
+    // SAFETY: restores the flags `unmap_batch_begin` saved on this CPU.
+    unsafe { bindings::local_irq_restore(b.irq_flags.load(Ordering::Relaxed)) };
+}
+
 /// The C callback `unmap_page`.
 ///
 /// # Safety
@@ -105,9 +208,7 @@ unsafe extern "C" fn unmap_page(
     with_engine((), |e| {
         let mut batch = Batch::default();
         e.unmap(dma, size as u64, dir, cpu_sync(attrs), &mut batch);
-        if let Err(err) = e.finish(batch) {
-            report("unmap_page", err);
-        }
+        finish_or_defer(e, batch, "unmap_page");
     })
 }
 
@@ -235,9 +336,7 @@ unsafe extern "C" fn unmap_sg(
                 e.unmap(dma, len, dir, cpu_sync(attrs), &mut batch)
             })
         };
-        if let Err(err) = e.finish(batch) {
-            report("unmap_sg", err);
-        }
+        finish_or_defer(e, batch, "unmap_sg");
     })
 }
 
@@ -466,6 +565,8 @@ pub(crate) static PVIOMMU_DMA_OPS: bindings::dma_map_ops = bindings::dma_map_ops
     dma_supported: Some(dma_supported),
     get_required_mask: Some(get_required_mask),
     max_mapping_size: Some(max_mapping_size),
+    unmap_batch_begin: Some(unmap_batch_begin),
+    unmap_batch_end: Some(unmap_batch_end),
     ..empty_ops()
 };
 
