@@ -57,5 +57,5 @@ clean:
 # side in one run (tests/bench/bench.py). Boots the kernel `make kernel`
 # built last.
 .PHONY: bench
-bench:
+bench: kernel
 	@CARGO_BUILD_JOBS=1 tests/bench/bench.py

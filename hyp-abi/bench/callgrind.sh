@@ -14,7 +14,7 @@
 set -eu
 cd "$(dirname "$0")/../.."
 CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}" cargo build -q --release -p pviommu-reference-hyp --example cost
-bin=target/release/examples/cost
+bin=${CARGO_TARGET_DIR:-target}/release/examples/cost
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 

@@ -780,8 +780,6 @@ def plot_anywhere(report, json_path, png_path):
 
 def callgrind():
     env = dict(os.environ)
-    # The script runs its binary from the repository's target/.
-    env.pop("CARGO_TARGET_DIR", None)
     env.setdefault("CARGO_BUILD_JOBS", "1")
     p = subprocess.run([os.path.join(ROOT, "hyp-abi/bench/callgrind.sh")], env=env,
                        capture_output=True, text=True)
