@@ -565,6 +565,10 @@ pub(crate) static PVIOMMU_DMA_OPS: bindings::dma_map_ops = bindings::dma_map_ops
     dma_supported: Some(dma_supported),
     get_required_mask: Some(get_required_mask),
     max_mapping_size: Some(max_mapping_size),
+    // Coherent memory is in the direct map (pages or pool slots), which is
+    // what the kernel's common helpers expect.
+    mmap: Some(bindings::dma_common_mmap),
+    get_sgtable: Some(bindings::dma_common_get_sgtable),
     unmap_batch_begin: Some(unmap_batch_begin),
     unmap_batch_end: Some(unmap_batch_end),
     ..empty_ops()

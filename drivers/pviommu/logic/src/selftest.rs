@@ -308,6 +308,40 @@ pub fn sub_page_buffers_bounce(c: &dyn Check) {
     });
 }
 
+/// A buffer that crosses a page boundary without owning either page
+/// bounces as a whole, into as many slots as pages it spans, and every
+/// address of the bounce maps back to the original.
+pub fn page_crossing_buffer_bounces(c: &dyn Check) {
+    Fixture::new().with(Mode::Share, |e, _, copier, fx| {
+        let phys = 12 * PAGE_SIZE + 2048;
+        let dma = e.map(phys, PAGE_SIZE, Dir::ToDevice, true).unwrap_or(0);
+        c.check(
+            dma >= POOL_BASE && dma % PAGE_SIZE == 2048,
+            "bounced, same in-page offset",
+        );
+        c.check(
+            fx.entry(12) == 0 && fx.entry(13) == 0,
+            "neither page is shared",
+        );
+        c.check(
+            e.pool().used() == 2,
+            "two slots for a buffer spanning two pages",
+        );
+        c.check(
+            e.pool().orig_of(dma + 3000) == Some(phys + 3000),
+            "addresses map back",
+        );
+        let mut b = Batch::default();
+        e.unmap(dma, PAGE_SIZE, Dir::ToDevice, true, &mut b);
+        let _ = e.finish(b);
+        c.check(e.pool().used() == 0, "both slots freed");
+        c.check(
+            copier.copies.load(Ordering::Relaxed) == 1,
+            "copied once, to the device only",
+        );
+    });
+}
+
 /// A whole scatterlist's unmap is one batch and one `SYNC`.
 pub fn one_sync_per_unmap_call(c: &dyn Check) {
     Fixture::new().with(Mode::Share, |e, hyp, _, fx| {
@@ -439,6 +473,7 @@ pub const CASES: &[(&str, Case)] = &[
         entry_is_union_of_live_mappings,
     ),
     ("sub_page_buffers_bounce", sub_page_buffers_bounce),
+    ("page_crossing_buffer_bounces", page_crossing_buffer_bounces),
     ("one_sync_per_unmap_call", one_sync_per_unmap_call),
     ("full_ring_forces_a_sync", full_ring_forces_a_sync),
     (

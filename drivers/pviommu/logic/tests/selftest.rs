@@ -34,6 +34,7 @@ cases!(
     map_is_exit_free,
     entry_is_union_of_live_mappings,
     sub_page_buffers_bounce,
+    page_crossing_buffer_bounces,
     one_sync_per_unmap_call,
     full_ring_forces_a_sync,
     failed_unshare_breaks_the_engine,
