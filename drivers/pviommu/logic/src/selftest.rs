@@ -51,6 +51,8 @@ pub struct MockHyp<'a> {
     /// `SHARE`/`UNSHARE`: pages done per call at most (partial progress).
     pub direct_step: AtomicU64,
     answer: AtomicU8,
+    /// Serialises `SYNC`s, as a hypervisor serialises its consumer.
+    consuming: core::sync::atomic::AtomicBool,
 }
 
 impl<'a> MockHyp<'a> {
@@ -64,6 +66,7 @@ impl<'a> MockHyp<'a> {
             records: AtomicU64::new(0),
             direct_step: AtomicU64::new(u64::MAX),
             answer: AtomicU8::new(0),
+            consuming: core::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -91,6 +94,9 @@ impl Hypercalls for MockHyp<'_> {
                 }),
                 a if a == SyncAnswer::Hostile as u8 => ok([u64::MAX, 0, 0]),
                 _ => {
+                    while self.consuming.swap(true, Ordering::Acquire) {
+                        core::hint::spin_loop();
+                    }
                     let mut n = 0;
                     let c = consume(
                         self.header,
@@ -99,6 +105,7 @@ impl Hypercalls for MockHyp<'_> {
                         |_, _| n += 1,
                     );
                     self.consumer.store(c, Ordering::Relaxed);
+                    self.consuming.store(false, Ordering::Release);
                     self.records.fetch_add(n, Ordering::Relaxed);
                     ok([n, 0, 0])
                 }
@@ -189,6 +196,11 @@ impl Fixture {
             &self.stats,
         );
         Some(f(&engine, &hyp, &copier, self))
+    }
+
+    /// The driver's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     /// The table entry of frame `gfn`.
