@@ -36,7 +36,19 @@ use super::stats::Stats;
 pub trait Hypercalls {
     /// One call; the result is unchecked.
     fn call(&self, func: Func, args: [u64; NR_ARGS]) -> Result<RawResult, TransportError>;
+
+    /// A pause while waiting for another CPU (a full ring whose consumer
+    /// is held back by a reservation another CPU has not published yet).
+    fn relax(&self) {
+        core::hint::spin_loop();
+    }
 }
+
+/// How many times a full ring is waited on before the mapping fails. A
+/// full ring is normally emptied by one `SYNC`; it stays full only while
+/// another CPU holds an unpublished reservation (its vCPU descheduled by
+/// the host), so the engine waits, draining every 64 tries.
+const RING_FULL_TRIES: u32 = 1 << 20;
 
 /// Copies between guest-physical ranges (for bounce buffers).
 pub trait Copier {
@@ -330,22 +342,28 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
 
     /// Publishes a ring record, draining the ring first if it is full.
     fn publish(&self, gfn: u64, nr: u32) -> Result<(), DmaError> {
-        // A full ring that a SYNC cannot empty (a consumer stalled behind
-        // another CPU's reservation) is retried a bounded number of times.
-        for _ in 0..64 {
+        let mut tries = 0u32;
+        loop {
             match self.ring.push(gfn, nr) {
                 Ok(()) => {
                     Stats::inc(&self.stats.ring_records);
                     return Ok(());
                 }
                 Err(Error::RingFull) => {
-                    Stats::inc(&self.stats.ring_full);
-                    self.sync(0)?;
+                    tries += 1;
+                    if tries > RING_FULL_TRIES {
+                        return Err(DmaError::Abi(Error::RingFull));
+                    }
+                    if tries % 64 == 1 {
+                        Stats::inc(&self.stats.ring_full);
+                        self.sync(0)?;
+                    } else {
+                        self.hyp.relax();
+                    }
                 }
                 Err(e) => return Err(DmaError::Abi(e)),
             }
         }
-        Err(DmaError::Abi(Error::RingFull))
     }
 
     fn share_table(&self, gfn: u64, nr: u32, perm: Perm) -> Result<(), DmaError> {
@@ -445,6 +463,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         let pages = pages_spanned(offset, size);
         let slots = self.pool.alloc(pages, phys).ok_or(DmaError::PoolFull)?;
         let dma = self.pool.slot_phys(slots.first) + offset;
+        Stats::add(&self.stats.pool_pages_used, pages);
         Stats::inc(&self.stats.bounced);
         if copy && dir.to_device() {
             self.copy(dma, phys, size);
@@ -462,7 +481,11 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
                 self.copy(orig, dma, size);
             }
         }
-        if !self.pool.free(slots) {
+        if self.pool.free(slots) {
+            self.stats
+                .pool_pages_used
+                .fetch_sub(slots.pages, Ordering::Relaxed);
+        } else {
             Stats::inc(&self.stats.unshare_errors);
         }
     }

@@ -189,4 +189,8 @@ impl<P: Platform> super::engine::Hypercalls for Mailbox<'_, P> {
     fn call(&self, func: Func, args: [u64; NR_ARGS]) -> Result<RawResult, TransportError> {
         Mailbox::call(self, func, args)
     }
+
+    fn relax(&self) {
+        self.platform.relax();
+    }
 }

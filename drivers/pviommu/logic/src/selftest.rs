@@ -53,6 +53,8 @@ pub struct MockHyp<'a> {
     answer: AtomicU8,
     /// Serialises `SYNC`s, as a hypervisor serialises its consumer.
     consuming: core::sync::atomic::AtomicBool,
+    /// What `relax` does (userspace threads yield; see `Fixture::with_relax`).
+    relax: fn(),
 }
 
 impl<'a> MockHyp<'a> {
@@ -67,6 +69,7 @@ impl<'a> MockHyp<'a> {
             direct_step: AtomicU64::new(u64::MAX),
             answer: AtomicU8::new(0),
             consuming: core::sync::atomic::AtomicBool::new(false),
+            relax: core::hint::spin_loop,
         }
     }
 
@@ -116,6 +119,10 @@ impl Hypercalls for MockHyp<'_> {
             }
             _ => ok([0; 3]),
         }
+    }
+
+    fn relax(&self) {
+        (self.relax)();
     }
 }
 
@@ -178,7 +185,24 @@ impl Fixture {
             &Self,
         ) -> R,
     ) -> Option<R> {
-        let hyp = MockHyp::new(&self.header, &self.slots);
+        self.with_relax(mode, core::hint::spin_loop, f)
+    }
+
+    /// [`Fixture::with`], with the mock's `relax` (a thread yield for
+    /// tests whose threads the OS may preempt mid-reservation).
+    pub fn with_relax<R>(
+        &self,
+        mode: Mode,
+        relax: fn(),
+        f: impl FnOnce(
+            &Engine<'_, &MockHyp<'_>, &CountingCopier>,
+            &MockHyp<'_>,
+            &CountingCopier,
+            &Self,
+        ) -> R,
+    ) -> Option<R> {
+        let mut hyp = MockHyp::new(&self.header, &self.slots);
+        hyp.relax = relax;
         let copier = CountingCopier::default();
         let cfg = Config {
             mode,
@@ -218,6 +242,10 @@ impl Default for Fixture {
 impl<T: Hypercalls> Hypercalls for &T {
     fn call(&self, func: Func, args: [u64; NR_ARGS]) -> Result<RawResult, TransportError> {
         (**self).call(func, args)
+    }
+
+    fn relax(&self) {
+        (**self).relax()
     }
 }
 
@@ -317,6 +345,10 @@ pub fn sub_page_buffers_bounce(c: &dyn Check) {
         );
         c.check(hyp.count(Func::Sync) == 0, "no SYNC for a bounce");
         c.check(e.pool().used() == 0, "slot freed");
+        c.check(
+            fx.stats.pool_pages_used.load(Ordering::Relaxed) == 0,
+            "pool gauge back to 0",
+        );
     });
 }
 

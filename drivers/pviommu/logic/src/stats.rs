@@ -51,6 +51,8 @@ counters! {
     bounced,
     /// Bytes copied to or from the bounce pool.
     bounced_bytes,
+    /// Bounce-pool pages in use now (a gauge, not a count).
+    pool_pages_used,
     /// Mappings refused because the bounce pool was full.
     pool_exhausted,
     /// Mapping failures of any kind (DMA_MAPPING_ERROR returned).
