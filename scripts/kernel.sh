@@ -3,7 +3,6 @@
 #
 #   scripts/kernel.sh build      # tree + config + bzImage (incremental)
 #   scripts/kernel.sh tree       # only prepare the source tree
-#   scripts/kernel.sh print-out  # print the build directory
 #
 # Without KDIR the source is Debian's linux-source-6.12, extracted into
 # $PVIOMMU_CACHE/linux-6.12 and kept as a git tree whose `pristine` tag
@@ -185,6 +184,5 @@ build() {
 case ${1:-build} in
 build) build ;;
 tree) check_tools && prepare_tree ;;
-print-out) out_dir "$(prepare_tree)" ;;
-*) die "usage: $0 build|tree|print-out" ;;
+*) die "usage: $0 build|tree" ;;
 esac

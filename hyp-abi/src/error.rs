@@ -19,6 +19,8 @@ pub const ENOMEM: i32 = 12;
 pub const EBUSY: i32 = 16;
 /// Invalid argument.
 pub const EINVAL: i32 = 22;
+/// Connection timed out: the hypervisor did not answer a call in time.
+pub const ETIMEDOUT: i32 = 110;
 /// Value too large for defined data type: a reference count would overflow.
 pub const EOVERFLOW: i32 = 75;
 /// Operation not supported.

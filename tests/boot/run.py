@@ -3,7 +3,6 @@
 """Boot tests: boot the guest kernel and run guest scripts as TAP tests.
 
     run.py [--timeout S] [--results FILE] [SCRIPT...]   # default: tests/boot/guest/*.sh
-    run.py --demo                                         # what `make run` shows
 
 Fails on any ``not ok``, a missing result, a kernel panic/oops/BUG/WARNING
 on the console, or a timeout. Prints the TAP, and with ``--results`` writes
@@ -27,15 +26,11 @@ def main():
     ap.add_argument("scripts", nargs="*")
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--results")
-    ap.add_argument("--demo", action="store_true")
     ap.add_argument("--append", default="", help="extra kernel command line")
     args = ap.parse_args()
 
     kernel = bootlib.find_kernel()
-    if args.demo:
-        scripts = sorted(glob.glob(os.path.join(HERE, "demo", "*.sh")))
-    else:
-        scripts = args.scripts or sorted(glob.glob(os.path.join(HERE, "guest", "*.sh")))
+    scripts = args.scripts or sorted(glob.glob(os.path.join(HERE, "guest", "*.sh")))
     out = bootlib.workdir()
     initrd = os.path.join(out, "initramfs.cpio")
     bootlib.build_initramfs(initrd, scripts)

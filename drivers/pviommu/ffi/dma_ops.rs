@@ -37,8 +37,8 @@ fn cpu_sync(attrs: c_ulong) -> bool {
 /// Reports a failed mapping, at most a few times per boot: mapping errors
 /// come in storms (a full pool), and the counters keep the totals.
 fn report(what: &str, e: DmaError) {
-    static REPORTED: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
-    if REPORTED.fetch_add(1, core::sync::atomic::Ordering::Relaxed) < 10 {
+    static REPORTED: AtomicU32 = AtomicU32::new(0);
+    if REPORTED.fetch_add(1, Ordering::Relaxed) < 10 {
         pr_err!(
             "{} failed: {:?} (see /sys/kernel/debug/pviommu/)\n",
             what,

@@ -23,7 +23,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::abi::call::{Func, NR_ARGS};
 use super::abi::check::{check_progress, check_sync, SyncResult};
-use super::abi::error::Error;
+use super::abi::error::{Error, EINVAL, EIO, ENOMEM, ETIMEDOUT};
 use super::abi::layout::{Perm, PAGE_SHIFT, PAGE_SIZE};
 use super::abi::ring::Producer;
 use super::abi::tracker::PageTracker;
@@ -75,12 +75,11 @@ impl DmaError {
     /// The errno for this error.
     pub fn to_errno(self) -> i32 {
         match self {
-            DmaError::Broken => -5,    // EIO
-            DmaError::PoolFull => -12, // ENOMEM
-            DmaError::Invalid => -22,  // EINVAL
+            DmaError::Broken | DmaError::Transport(TransportError::BadRegion) => -EIO,
+            DmaError::PoolFull => -ENOMEM,
+            DmaError::Invalid => -EINVAL,
             DmaError::Abi(e) => e.to_errno(),
-            DmaError::Transport(TransportError::Timeout) => -110, // ETIMEDOUT
-            DmaError::Transport(TransportError::BadRegion) => -5,
+            DmaError::Transport(TransportError::Timeout) => -ETIMEDOUT,
         }
     }
 }

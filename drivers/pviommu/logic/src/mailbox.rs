@@ -15,9 +15,11 @@
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::abi::call::{Func, NR_ARGS, NR_RETS};
+use super::abi::check::check_mailbox_header;
+use super::abi::error::Error;
 use super::abi::mailbox::{
-    nr_slots, slot_offset, MailboxHeader, MAILBOX_MAGIC, SLOT_ARGS_OFFSET, SLOT_DONE_SEQ_OFFSET,
-    SLOT_FUNC_OFFSET, SLOT_REQ_SEQ_OFFSET, SLOT_RET_OFFSET, SLOT_STATUS_OFFSET,
+    slot_offset, MailboxHeader, SLOT_ARGS_OFFSET, SLOT_DONE_SEQ_OFFSET, SLOT_FUNC_OFFSET,
+    SLOT_REQ_SEQ_OFFSET, SLOT_RET_OFFSET, SLOT_STATUS_OFFSET,
 };
 
 /// What the transport needs from the platform.
@@ -70,14 +72,12 @@ pub struct Mailbox<'a, P: Platform> {
 /// Why a region was declined.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RegionError {
-    /// Smaller than the header and one slot.
+    /// Smaller than the header.
     TooSmall,
-    /// The magic number is wrong: not a pviommu mailbox.
-    BadMagic(u32),
-    /// An ABI major version this driver does not speak.
-    BadVersion(u32),
-    /// The header's slot count does not fit the region.
-    BadSlots(u32),
+    /// Not a pviommu mailbox of this ABI major version (magic, version).
+    NotPviommu(u32, u32),
+    /// A header that disagrees with the region (size, slot count).
+    Hostile,
 }
 
 /// Reads the header from the region's first 64 bytes.
@@ -92,21 +92,17 @@ pub fn read_header(region: &[AtomicU64]) -> Option<MailboxHeader> {
 impl<'a, P: Platform> Mailbox<'a, P> {
     /// Checks the region's header and builds the mailbox.
     pub fn new(region: &'a [AtomicU64], timeout_ns: u64, platform: P) -> Result<Self, RegionError> {
-        let size = region.len() as u64 * 8;
         let header = read_header(region).ok_or(RegionError::TooSmall)?;
-        if header.magic != MAILBOX_MAGIC {
-            return Err(RegionError::BadMagic(header.magic));
-        }
-        if header.abi_version >> 16 != u32::from(super::abi::call::ABI_MAJOR) {
-            return Err(RegionError::BadVersion(header.abi_version));
-        }
-        let fits = nr_slots(size).ok_or(RegionError::TooSmall)?;
-        if header.nr_slots == 0 || header.nr_slots > fits {
-            return Err(RegionError::BadSlots(header.nr_slots));
-        }
+        let slots = match check_mailbox_header(&header, region.len() as u64 * 8) {
+            Ok(slots) => slots,
+            Err(Error::Hyp(_)) => {
+                return Err(RegionError::NotPviommu(header.magic, header.abi_version))
+            }
+            Err(_) => return Err(RegionError::Hostile),
+        };
         Ok(Mailbox {
             region,
-            slots: core::cmp::min(header.nr_slots, MAX_USED_SLOTS as u32),
+            slots: core::cmp::min(slots, MAX_USED_SLOTS as u32),
             doorbell: super::abi::mailbox::doorbell_value(
                 header.hyp_peer_id as u16,
                 header.doorbell_vector as u16,
