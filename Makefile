@@ -7,8 +7,9 @@
 #   make check   everything: set-up, kernel, cargo, lint, KUnit, boot tests
 #
 # Build trees and caches live in $(PVIOMMU_CACHE) (~/.cache/pviommu by
-# default), never in the repository. KDIR=/path/to/linux-6.12.y builds
-# against your own tree instead of Debian's linux-source-6.12.
+# default), never in the repository. KDIR=/path/to/linux-7.x builds
+# against your own tree (7.3 or later) instead of Debian's newest
+# linux-source-7.N.
 
 SHELL := /bin/bash
 export KDIR

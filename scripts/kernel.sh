@@ -4,10 +4,11 @@
 #   scripts/kernel.sh build      # tree + config + bzImage (incremental)
 #   scripts/kernel.sh tree       # only prepare the source tree
 #
-# Without KDIR the source is Debian's linux-source-6.12, extracted into
-# $PVIOMMU_CACHE/linux-6.12 and kept as a git tree whose `pristine` tag
-# is the unpatched source. With KDIR=/path/to/linux-6.12.y the user's
-# tree is used: the patch series is applied if it is not already.
+# Without KDIR the source is Debian's newest linux-source-7.N (N >= 3,
+# fetched by scripts/linux-source.sh), extracted into
+# $PVIOMMU_CACHE/linux-7.N and kept as a git tree whose `pristine` tag is
+# the unpatched source. With KDIR=/path/to/linux-7.x the user's tree is
+# used: the patch series is applied if it is not already.
 #
 # Every stamp is written only after its step succeeded, and each names
 # the inputs it was made from, so a changed patch, config fragment or
@@ -20,9 +21,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 patches_dir=$here/kernel/patches
 fragment=$here/kernel/pviommu-guest.config
-tarball=/usr/src/linux-source-6.12.tar.xz
 jobs=${JOBS:-$(($(nproc) + 1))}
-kmake_args=(ARCH=x86_64 LLVM=1 CLIPPY=1)
+kmake_args=(ARCH=x86_64 "LLVM=$LLVM_SUFFIX" CLIPPY=1)
 
 hash_of() { cat "$@" | sha256sum | cut -c1-16; }
 patches_hash() { hash_of "$patches_dir"/*.patch; }
@@ -32,22 +32,32 @@ toolchain_id() {
 		rustc --version
 		clippy-driver --version 2>/dev/null || true
 		bindgen --version
-		clang --version | head -1
-		ld.lld --version | head -1
+		"clang$LLVM_SUFFIX" --version | head -1
+		"ld.lld$LLVM_SUFFIX" --version | head -1
 	} | sha256sum | cut -c1-16
 }
 
 check_tools() {
 	local t
-	for t in rustc clippy-driver bindgen clang ld.lld llvm-ar make bc flex bison; do
+	for t in rustc clippy-driver bindgen "clang$LLVM_SUFFIX" "ld.lld$LLVM_SUFFIX" \
+		"llvm-ar$LLVM_SUFFIX" make bc flex bison; do
 		command -v "$t" >/dev/null || die "'$t' not found: run 'make setup' (scripts/setup.sh)"
 	done
+	# Linux 7.x needs LLVM >= 17.0.1 (Documentation/process/changes.rst).
+	local major
+	major=$("clang$LLVM_SUFFIX" -dumpversion | cut -d. -f1)
+	[ "$major" -ge 17 ] ||
+		die "clang$LLVM_SUFFIX is version $major; Linux 7.x needs LLVM >= 17:" \
+			"install clang-19 lld-19 llvm-19 (make setup) or set LLVM_SUFFIX"
 }
 
 # Debian's source, as a git tree with the series applied.
 prepare_debian_tree() {
-	local src=$PVIOMMU_CACHE/linux-6.12 want
-	[ -f "$tarball" ] || die "$tarball missing: install the Debian package linux-source-6.12 (make setup)"
+	local tarball src want name
+	tarball=$("$here/scripts/linux-source.sh")
+	[ -f "$tarball" ] || die "no Linux 7.x source tarball: see the messages above"
+	name=$(basename "$tarball" .tar.xz)
+	src=$PVIOMMU_CACHE/linux-${name#linux-source-}
 	want=$(stat -c '%s %Y' "$tarball" | sha256sum | cut -c1-16)
 	if [ "$(cat "$src/.pviommu-pristine" 2>/dev/null)" != "$want" ]; then
 		say "extracting $tarball into $src"
@@ -58,7 +68,7 @@ prepare_debian_tree() {
 		git -C "$src.tmp" init -q
 		git -C "$src.tmp" add -f -A .
 		git -C "$src.tmp" -c user.name=pviommu -c user.email=pviommu@localhost \
-			commit -q -m "Linux $(linux_version "$src.tmp") (Debian linux-source-6.12)"
+			commit -q -m "Linux $(linux_version "$src.tmp") (Debian $name)"
 		git -C "$src.tmp" tag pristine
 		echo "$want" >"$src.tmp/.pviommu-pristine"
 		mv "$src.tmp" "$src"
@@ -77,7 +87,8 @@ prepare_debian_tree() {
 			if ! git -C "$src" -c user.name=pviommu -c user.email=pviommu@localhost \
 				am -q --keep-cr "$p" >/dev/null 2>&1; then
 				git -C "$src" am --abort >/dev/null 2>&1 || true
-				die "patch $(basename "$p") does not apply to $src: rebase it on Linux 6.12 (see kernel/README.md)"
+				die "patch $(basename "$p") does not apply to Linux $(linux_version "$src") in $src:" \
+					"rebase the series on it (Documentation/pviommu/build.rst)"
 			fi
 		done
 		echo "$want" >"$src/.pviommu-patches"
@@ -92,15 +103,17 @@ linux_version() {
 # A user's tree: check it, then apply whatever of the series is missing.
 prepare_user_tree() {
 	local src=$1 p
-	[ -d "$src" ] || die "KDIR=$src does not exist: point KDIR at a Linux 6.12 source tree"
+	[ -d "$src" ] || die "KDIR=$src does not exist: point KDIR at a Linux 7.x (x >= 3) source tree"
 	[ -f "$src/Makefile" ] && [ -f "$src/Kconfig" ] ||
 		die "KDIR=$src is not a kernel source tree (no top-level Makefile/Kconfig)"
-	case $(linux_version "$src") in
-	6.12.*) ;;
-	*) die "KDIR=$src is Linux $(linux_version "$src"); pviommu's patch series is for 6.12.y" ;;
+	local v
+	v=$(linux_version "$src")
+	case $v in
+	7.[3-9].* | 7.[1-9][0-9].*) ;;
+	*) die "KDIR=$src is Linux $v; pviommu needs Linux 7.3 or a later 7.x (virtio_map_ops, pKVM protected VMs)" ;;
 	esac
 	[ -f "$src/rust/Makefile" ] && [ -f "$src/rust/kernel/lib.rs" ] ||
-		die "KDIR=$src has no Rust support (rust/kernel missing): use a 6.12 tree with rust/"
+		die "KDIR=$src has no Rust support (rust/kernel missing): use a Linux 7.x tree with rust/"
 	if [ -f "$src/.config" ] || [ -d "$src/include/config" ]; then
 		die "KDIR=$src has been configured in-tree; pviommu builds out of tree (O=): run 'make -C $src mrproper' first"
 	fi
@@ -109,7 +122,8 @@ prepare_user_tree() {
 			continue
 		fi
 		patch -d "$src" -p1 --dry-run -s -f <"$p" >/dev/null 2>&1 ||
-			die "patch $(basename "$p") neither applies to nor is applied in KDIR=$src"
+			die "patch $(basename "$p") neither applies to nor is applied in KDIR=$src (Linux $v):" \
+				"rebase the series on it (Documentation/pviommu/build.rst)"
 		say "applying $(basename "$p") to $src"
 		patch -d "$src" -p1 -s -f <"$p" >/dev/null
 	done
@@ -172,7 +186,7 @@ build() {
 	mkdir -p "$PVIOMMU_CACHE/ccache"
 	say "building $out/arch/x86/boot/bzImage (-j$jobs; log: $out/build.log)"
 	if ! CCACHE_DIR=$PVIOMMU_CACHE/ccache make -C "$src" O="$out" "${kmake_args[@]}" \
-		CC="ccache clang" -j"$jobs" bzImage >"$out/build.log" 2>&1; then
+		CC="ccache clang$LLVM_SUFFIX" -j"$jobs" bzImage >"$out/build.log" 2>&1; then
 		grep -E 'error|Error|warning:' "$out/build.log" | head -40 >&2 || true
 		tail -20 "$out/build.log" >&2
 		die "kernel build failed: full log in $out/build.log"

@@ -4,7 +4,12 @@
 : "${PVIOMMU_CACHE:=${XDG_CACHE_HOME:-$HOME/.cache}/pviommu}"
 : "${PVIOMMU_TOOLS:=$PVIOMMU_CACHE/tools}"
 BINDGEN_VERSION=0.73.0
-export PVIOMMU_CACHE PVIOMMU_TOOLS
+# The LLVM toolchain of the kernel build, as the kernel's LLVM=-19 names
+# it: Linux 7.x needs LLVM >= 17, Debian 12 has 19 as clang-19 & co.
+: "${LLVM_SUFFIX:=-19}"
+# bindgen must parse the headers with the same LLVM as the compiler.
+: "${LIBCLANG_PATH:=/usr/lib/llvm${LLVM_SUFFIX}/lib}"
+export PVIOMMU_CACHE PVIOMMU_TOOLS LLVM_SUFFIX LIBCLANG_PATH
 export PATH="$PVIOMMU_TOOLS/bin:$PATH"
 
 say() { printf 'pviommu: %s\n' "$*" >&2; }

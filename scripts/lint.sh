@@ -7,7 +7,8 @@
 # does not follow the drivers/pviommu link, so we run rustfmt directly.
 # Clippy for kernel Rust runs inside the kernel build (CLIPPY=1, and the
 # driver's Kbuild turns warnings into errors). Userspace crates get
-# `cargo fmt --check` and `cargo clippy -D warnings`.
+# `cargo fmt --check` and `cargo clippy -D warnings`; the kernel patches
+# `scripts/checkpatch.pl --strict`.
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,6 +27,13 @@ if [ -f "$src/.rustfmt.toml" ]; then
 else
 	say "no kernel tree: cannot check kernel Rust formatting"
 	status=1
+fi
+# The kernel patch series: what upstream reviewers run first.
+if [ -x "$src/scripts/checkpatch.pl" ]; then
+	(cd "$src" && ./scripts/checkpatch.pl --strict --quiet "$here"/kernel/patches/*.patch) || {
+		say "kernel/patches/ is not checkpatch --strict clean (see above)"
+		status=1
+	}
 fi
 cargo fmt --all --check || {
 	say "userspace Rust is not rustfmt-clean: run cargo fmt --all"

@@ -12,8 +12,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Debian packages the kernel build, the boot tests and the benchmarks use.
 packages=(
-	linux-source-6.12 xz-utils
-	clang lld llvm libclang-dev
+	xz-utils ca-certificates
+	clang-19 lld-19 llvm-19 libclang-19-dev
 	make bc flex bison libelf-dev libssl-dev cpio kmod python3
 	qemu-system-x86 busybox-static
 	ccache valgrind
@@ -55,7 +55,7 @@ fi
 if [ "$("$PVIOMMU_TOOLS/bin/bindgen" --version 2>/dev/null)" != "bindgen $BINDGEN_VERSION" ]; then
 	say "installing bindgen-cli $BINDGEN_VERSION into $PVIOMMU_TOOLS"
 	cargo install --quiet --locked --root "$PVIOMMU_TOOLS" --version "$BINDGEN_VERSION" bindgen-cli ||
-		die "cargo install bindgen-cli $BINDGEN_VERSION failed: check that crates.io is reachable and libclang-dev is installed"
+		die "cargo install bindgen-cli $BINDGEN_VERSION failed: check that crates.io is reachable and libclang-19-dev is installed"
 fi
 
 say "set-up complete"

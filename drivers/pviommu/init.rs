@@ -5,9 +5,11 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::error::code::{EINVAL, EIO, ENODEV, ENOMEM};
+use kernel::interrupt::local_interrupt_disable;
 use kernel::prelude::*;
+use kernel::sync::SetOnce;
 
-use crate::ffi::{bus, debugfs, global::Global, mem, params, pci, platform::IrqDisabled, virtio};
+use crate::ffi::{debugfs, mem, params, pci, virtio::Callback};
 use crate::hyp_abi::call::{Func, ABI_MAJOR, ABI_MINOR};
 use crate::hyp_abi::check::{check_status, check_version};
 use crate::hyp_abi::layout::{RING_HEADER_SIZE, RING_ORDER_MAX, RING_ORDER_MIN};
@@ -17,18 +19,27 @@ use crate::logic::engine::{Config, Engine};
 use crate::logic::mailbox::Mailbox;
 use crate::logic::pool::Pool;
 use crate::logic::stats::Stats;
+use crate::map_ops::Devices;
 
 /// The engine as the kernel instantiates it.
 pub(crate) type KernelEngine =
     Engine<'static, Mailbox<'static, crate::ffi::platform::KernelPlatform>, mem::PhysCopier>;
 
-static ENGINE: Global<KernelEngine> = Global::new();
+/// The driver: one per guest, set once its mailbox device probed.
+pub(crate) struct Pviommu {
+    /// The map/unmap engine over the shared table, ring and pool.
+    pub(crate) engine: KernelEngine,
+    /// The virtio devices to stop if an unshare fails.
+    pub(crate) devices: Devices,
+}
+
+static DRIVER: SetOnce<Pviommu> = SetOnce::new();
 static STATS: Stats = Stats::new();
 static REQUIRED: AtomicBool = AtomicBool::new(true);
 
-/// The engine, once a pviommu device is initialised.
-pub(crate) fn engine() -> Option<&'static KernelEngine> {
-    ENGINE.get()
+/// The driver, once a pviommu device is initialised.
+pub(crate) fn driver() -> Option<&'static Pviommu> {
+    DRIVER.as_ref()
 }
 
 /// `pviommu.required`: refuse virtio devices without a working pviommu.
@@ -50,12 +61,11 @@ extern "C" fn pviommu_rust_init() -> core::ffi::c_int {
     );
     // The callback decides per device, so install it first: a device that
     // shows up without a working pviommu is refused or left alone.
-    virtio::install();
-    bus::watch_pci();
-    if let Err(e) = pci::register() {
+    Callback::<Pviommu>::install();
+    if let Err(e) = pci::register::<Pviommu>() {
         pr_err!("cannot register the PCI driver: {:?}\n", e);
     }
-    if engine().is_none() {
+    if driver().is_none() {
         if p.required {
             pr_err!(
                 "no working pviommu device: virtio devices will be refused (pviommu.required=1)\n"
@@ -69,11 +79,17 @@ extern "C" fn pviommu_rust_init() -> core::ffi::c_int {
     0
 }
 
+impl pci::MailboxDriver for Pviommu {
+    fn probe(dev: pci::MailboxDevice) -> Result {
+        probe(dev)
+    }
+}
+
 /// Brings up one pviommu device: checks the mailbox, negotiates the
 /// version, allocates and registers the table, ring and bounce pool.
-pub(crate) fn probe(dev: pci::Device) -> Result {
+fn probe(dev: pci::MailboxDevice) -> Result {
     let name = dev.name;
-    if engine().is_some() {
+    if driver().is_some() {
         pr_err!("{:?}: a pviommu is already active: declined\n", name);
         return Err(ENODEV);
     }
@@ -103,7 +119,7 @@ pub(crate) fn probe(dev: pci::Device) -> Result {
         })?;
 
     let version = {
-        let _irq = IrqDisabled::new();
+        let _irq = local_interrupt_disable();
         mailbox.call(Func::Version, [0; 6])
     };
     let version = version
@@ -177,7 +193,7 @@ pub(crate) fn probe(dev: pci::Device) -> Result {
     let pool = Pool::new(pool_mem.phys, bitmap_v, orig_v).ok_or(EINVAL)?;
 
     let init = {
-        let _irq = IrqDisabled::new();
+        let _irq = local_interrupt_disable();
         mailbox.call(
             Func::Init,
             [
@@ -216,7 +232,10 @@ pub(crate) fn probe(dev: pci::Device) -> Result {
         mem::PhysCopier,
         &STATS,
     );
-    if ENGINE.set(engine).is_err() {
+    if !DRIVER.populate(Pviommu {
+        engine,
+        devices: Devices::new(),
+    }) {
         return Err(ENODEV);
     }
     debugfs::register(&STATS);

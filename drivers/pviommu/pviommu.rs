@@ -13,14 +13,11 @@ mod ffi;
 #[path = "../../hyp-abi/src/lib.rs"]
 pub mod hyp_abi;
 mod init;
-#[cfg(CONFIG_PVIOMMU_KUNIT_TEST)]
-mod kunit;
 #[path = "logic/src/lib.rs"]
 pub mod logic;
+mod map_ops;
 #[cfg(CONFIG_PVIOMMU_KUNIT_TEST)]
 mod tests;
-
-pub(crate) use init::{engine, KernelEngine};
 
 /// Prefix of the driver's kernel log messages (`pr_*!` use it).
 const __LOG_PREFIX: &[u8] = b"pviommu\0";

@@ -11,8 +11,9 @@
  * enumeration and resource assignment (subsys_initcall, fs_initcall) and
  * before every device_initcall.
  *
- * Linux 6.12's Rust has no module parameters for built-in code, so the
- * parameters are declared here (as pviommu.<name>) and read from Rust.
+ * Rust's module! parameters belong to a module! registration, which
+ * would run at device_initcall, so the parameters are declared here (as
+ * pviommu.<name>) and read from Rust.
  * Documentation/admin-guide/pviommu.rst documents each of them.
  */
 

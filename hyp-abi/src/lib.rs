@@ -11,10 +11,13 @@
 //! The same file is compiled in two ways: as the `pviommu-hyp-abi` crate
 //! (`no_std`, no dependencies) and as a module of the Linux kernel driver,
 //! included with `#[path = "../../hyp-abi/src/lib.rs"] pub mod hyp_abi;`.
-//! That is why this file has no crate-level attribute except the `no_std`
-//! one below, and why modules refer to each other through `super::`.
+//! That is why this file has no crate-level attribute except `no_std` and
+//! `forbid(unsafe_code)` below (both also valid on a module), and why modules refer to each other through `super::`.
 
 #![cfg_attr(not(CONFIG_RUST), no_std)]
+// Included as a module of the kernel driver too: there it makes this
+// module (and the modules below it) free of `unsafe` as well.
+#![forbid(unsafe_code)]
 
 pub mod call;
 pub mod check;

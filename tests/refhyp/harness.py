@@ -305,6 +305,14 @@ def check_counters(sc, c, problems):
         problems.append("%d adversarial accesses were allowed" % dev["adversarial_allowed"])
     if "--adversarial" in sc.flags and dev["adversarial_denied"] == 0:
         problems.append("the adversary made no attempt")
+    # Strict share mode: one SYNC per virtio buffer (the disk's requests),
+    # never one per descriptor; the driver's ring-full drains come on top,
+    # and a 4096-record ring does not fill under these workloads.
+    if sc.mode == "share" and "--fail-syncs" not in sc.flags:
+        syncs = hyp["calls"].get("sync", 0)
+        if syncs > dev["requests"]:
+            problems.append("%d SYNCs for %d disk requests: more than one per buffer" % (
+                syncs, dev["requests"]))
     # The adversary's denied attempts are the state machine's only violations.
     if hyp["violations"] != dev["violations"] + dev["adversarial_denied"]:
         problems.append("hyp violations %d != device %d + adversary %d" % (

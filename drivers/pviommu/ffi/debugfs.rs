@@ -3,6 +3,7 @@
 //! `/sys/kernel/debug/pviommu/`: one read-only file per counter.
 
 use kernel::bindings;
+use kernel::str::CStrExt;
 
 use crate::logic::stats::Stats;
 
@@ -11,7 +12,7 @@ use crate::logic::stats::Stats;
 pub(crate) fn register(stats: &'static Stats) {
     // SAFETY: a NUL-terminated name and no parent (debugfs root).
     let dir =
-        unsafe { bindings::debugfs_create_dir(c"pviommu".as_ptr().cast(), core::ptr::null_mut()) };
+        unsafe { bindings::debugfs_create_dir(c"pviommu".as_char_ptr(), core::ptr::null_mut()) };
     stats.for_each(|name, counter| {
         let mut buf = [0u8; 32];
         let n = name.len().min(buf.len() - 1);

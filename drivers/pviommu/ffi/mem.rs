@@ -76,4 +76,12 @@ impl Copier for PhysCopier {
             core::ptr::copy(s, d, len as usize);
         }
     }
+
+    fn zero(&self, dst: u64, len: u64) {
+        // SAFETY: the engine only zeroes a live bounce slot or coherent
+        // memory it owns, RAM in the direct map for `len` bytes.
+        unsafe {
+            core::ptr::write_bytes(bindings::phys_to_virt(dst).cast::<u8>(), 0, len as usize)
+        };
+    }
 }

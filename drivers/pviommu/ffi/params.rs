@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The boot parameters, declared in `pviommu_initcall.c` (6.12's Rust has
-//! no module parameters for built-in code) and read once at init.
+//! The boot parameters, declared in `pviommu_initcall.c` (the driver has
+//! no `module!` registration to carry them) and read once at init.
 
 use core::ffi::{c_char, c_uint, c_ulong, CStr};
+
+use kernel::str::CStrExt;
 
 use crate::logic::policy::Mode;
 
@@ -46,7 +48,7 @@ pub(crate) fn read() -> Params {
         let mode = if pviommu_param_mode.is_null() {
             Err(())
         } else {
-            Mode::parse(CStr::from_ptr(pviommu_param_mode).to_bytes()).ok_or(())
+            Mode::parse(CStr::from_char_ptr(pviommu_param_mode.cast()).to_bytes()).ok_or(())
         };
         Params {
             mode,

@@ -7,7 +7,7 @@
 //! enumerated then, so the probe runs synchronously inside the
 //! registration and the pviommu is ready when it returns.
 
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::AtomicU64;
 use kernel::bindings;
 use kernel::ffi::c_int;
 use kernel::prelude::*;
@@ -37,23 +37,19 @@ static IDS: [bindings::pci_device_id; 2] = [id(IVSHMEM_VENDOR, IVSHMEM_DEVICE), 
 static mut DRIVER: bindings::pci_driver = {
     // SAFETY: `pci_driver` is pointers and integers; all-zero is valid.
     let mut d: bindings::pci_driver = unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
-    d.name = c"pviommu".as_ptr().cast();
+    d.name = kernel::str::as_char_ptr_in_const_context(c"pviommu");
     d.id_table = IDS.as_ptr();
-    d.probe = Some(probe);
     d
 };
 
-/// The `struct device` of the mailbox function the pviommu runs on.
-static OWN_DEVICE: AtomicPtr<bindings::device> = AtomicPtr::new(core::ptr::null_mut());
-
-/// Whether `dev` is the pviommu's own mailbox function (whose DMA the
-/// pviommu must not take over).
-pub(crate) fn is_own_device(dev: *mut bindings::device) -> bool {
-    OWN_DEVICE.load(Ordering::Relaxed) == dev
+/// What the mailbox function is used for, once probed.
+pub(crate) trait MailboxDriver {
+    /// Brings the mailbox up; an error declines the device.
+    fn probe(dev: MailboxDevice) -> Result;
 }
 
 /// What the probe hands to the safe initialisation.
-pub(crate) struct Device {
+pub(crate) struct MailboxDevice {
     /// The shared mailbox region (BAR2), as 64-bit words.
     pub(crate) region: &'static [AtomicU64],
     /// The doorbell.
@@ -68,17 +64,16 @@ pub(crate) struct Device {
 ///
 /// Called only by the kernel, with the arguments its C prototype
 /// promises (valid pointers for the duration of the call).
-unsafe extern "C" fn probe(
+unsafe extern "C" fn probe<T: MailboxDriver>(
     pdev: *mut bindings::pci_dev,
     _id: *const bindings::pci_device_id,
 ) -> c_int {
     // SAFETY: the PCI core passes a valid device for the whole probe.
     let dev = unsafe { core::ptr::addr_of_mut!((*pdev).dev) };
-    OWN_DEVICE.store(dev, Ordering::Relaxed);
     // SAFETY: `dev` is valid; its name lives as long as the device, which
     // is never removed (the driver cannot be unbound: no remove callback
     // and suppressed bind attributes would be needed for modules only).
-    let name = unsafe { core::ffi::CStr::from_ptr(bindings::dev_name(dev).cast()) };
+    let name = unsafe { core::ffi::CStr::from_char_ptr(bindings::dev_name(dev)) };
     // SAFETY: a valid device.
     if unsafe { bindings::pci_enable_device(pdev) } != 0 {
         pr_err!("{:?}: cannot enable the PCI device\n", name);
@@ -100,7 +95,7 @@ unsafe extern "C" fn probe(
     // The shared region is RAM on the hypervisor's side: map it cacheable
     // so that atomics behave as on normal memory.
     // SAFETY: BAR2 is this device's memory resource of `len` bytes.
-    let virt = unsafe { bindings::memremap(start, len as usize, bindings::MEMREMAP_WB as _) };
+    let virt = unsafe { bindings::memremap(start, len as usize, bindings::MEMREMAP_WB as usize) };
     if virt.is_null() {
         pr_err!("{:?}: cannot map the shared region\n", name);
         return -(bindings::ENOMEM as c_int);
@@ -111,7 +106,7 @@ unsafe extern "C" fn probe(
     let region = unsafe { core::slice::from_raw_parts(virt.cast::<AtomicU64>(), len as usize / 8) };
     // SAFETY: BAR0 is mapped and at least 16 bytes (ivshmem registers).
     let platform = unsafe { KernelPlatform::new(regs.cast::<u8>().add(DOORBELL).cast()) };
-    match crate::init::probe(Device {
+    match T::probe(MailboxDevice {
         region,
         platform,
         name,
@@ -121,15 +116,18 @@ unsafe extern "C" fn probe(
     }
 }
 
-/// Registers the PCI driver; probes the device synchronously if present.
-pub(crate) fn register() -> Result {
-    // SAFETY: `DRIVER` is a static that lives forever, registered once
-    // (the initcall runs once) and never modified by Rust afterwards.
+/// Registers the PCI driver for `T`; probes the device synchronously if
+/// present. Called once, from the initcall.
+pub(crate) fn register<T: MailboxDriver>() -> Result {
+    // SAFETY: `DRIVER` is a static that lives forever, set up and
+    // registered once (the initcall runs once, before any probe) and never
+    // modified by Rust afterwards.
     let ret = unsafe {
+        (*core::ptr::addr_of_mut!(DRIVER)).probe = Some(probe::<T>);
         bindings::__pci_register_driver(
             core::ptr::addr_of_mut!(DRIVER),
             core::ptr::null_mut(),
-            c"pviommu".as_ptr().cast(),
+            c"pviommu".as_char_ptr(),
         )
     };
     kernel::error::to_result(ret)

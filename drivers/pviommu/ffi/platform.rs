@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! What the mailbox transport needs from the CPU: the doorbell register,
-//! a clock, and interrupt masking.
+//! What the mailbox transport needs from the CPU: the doorbell register
+//! and a clock.
 
 use kernel::bindings;
 use kernel::ffi::c_void;
@@ -36,13 +36,15 @@ impl KernelPlatform {
 
 impl Platform for KernelPlatform {
     fn ring_doorbell(&self, value: u32) {
-        // SAFETY: `doorbell` is mapped (type invariant).
-        unsafe { bindings::iowrite32(value, self.doorbell) };
+        // SAFETY: `doorbell` is a mapped MMIO register (type invariant).
+        unsafe { bindings::writel(value, self.doorbell) };
     }
 
     fn now_ns(&self) -> u64 {
-        // SAFETY: no preconditions; safe in any context.
-        unsafe { bindings::ktime_get_ns() }
+        // SAFETY: no preconditions; safe in any context. The monotonic
+        // clock never goes back, so the cast of its nanoseconds is exact.
+        let ns = unsafe { bindings::ktime_get() };
+        ns as u64
     }
 
     fn relax(&self) {
@@ -54,27 +56,5 @@ impl Platform for KernelPlatform {
         // SAFETY: no preconditions; callers run with interrupts disabled,
         // so the CPU cannot change under them.
         unsafe { bindings::raw_smp_processor_id() }
-    }
-}
-
-/// Local interrupts are disabled while this guard lives: the DMA API may
-/// be called from hard IRQ, and the page tracker's per-page locks and the
-/// per-CPU mailbox slot must not be re-entered on the same CPU.
-pub(crate) struct IrqDisabled(kernel::ffi::c_ulong);
-
-impl IrqDisabled {
-    /// Disables local interrupts until the guard is dropped.
-    pub(crate) fn new() -> Self {
-        // SAFETY: saving and disabling local interrupts is always allowed;
-        // `drop` restores the saved state on this CPU.
-        Self(unsafe { bindings::local_irq_save() })
-    }
-}
-
-impl Drop for IrqDisabled {
-    fn drop(&mut self) {
-        // SAFETY: restores the flags `new` saved, on the same CPU
-        // (interrupts are off, so the task did not migrate).
-        unsafe { bindings::local_irq_restore(self.0) };
     }
 }

@@ -1,150 +1,168 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The virtio mem_acc callback: how the pviommu gets onto virtio devices.
+//! The virtio core's memory-access callback (`mem_acc`) as a safe trait,
+//! and a counted reference to a virtio device.
 //!
-//! The virtio core calls it from `virtio_features_ok()`, before the device
-//! allocates its virtqueues. Returning true makes the core require
-//! `VIRTIO_F_ACCESS_PLATFORM`, so the device uses the DMA API, whose ops
-//! on the transport device (the virtio-pci function) are ours.
+//! The core calls `mem_acc` from `virtio_features_ok()`, before the device
+//! has any virtqueue, for every virtio device. Returning true makes the
+//! core require `VIRTIO_F_ACCESS_PLATFORM` and use the mapping layer; the
+//! callback may install `virtio_map_ops` on the device before that.
 
-use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use core::ffi::CStr;
+use core::marker::PhantomData;
 use kernel::bindings;
-use kernel::prelude::*;
+use kernel::str::CStrExt;
 
-use super::dma_ops::{PVIOMMU_DMA_OPS, REFUSE_DMA_OPS};
+use super::virtio_map::{CoherentSource, Direction, Keep, MapOps, Release, VTable};
 
-/// The C callback `mem_acc`.
+/// A virtio device, with a reference held on it.
 ///
-/// # Safety
+/// # Invariants
 ///
-/// Called only by the kernel, with the arguments its C prototype
-/// promises (valid pointers for the duration of the call).
-unsafe extern "C" fn mem_acc(vdev: *mut bindings::virtio_device) -> bool {
-    // SAFETY: the virtio core passes a valid device, probing.
-    let (parent, has_platform, name) = unsafe {
-        let dev = core::ptr::addr_of_mut!((*vdev).dev);
-        (
-            (*vdev).dev.parent,
-            bindings::virtio_has_feature(vdev, bindings::VIRTIO_F_ACCESS_PLATFORM),
-            core::ffi::CStr::from_ptr(bindings::dev_name(dev).cast()),
-        )
-    };
-    if parent.is_null() {
-        pr_err!(
-            "{:?}: virtio device without a transport device: refused\n",
-            name
-        );
-        return true;
-    }
-    let ops = match crate::engine() {
-        Some(e) if !e.is_broken() => {
-            if has_platform {
-                pr_info!(
-                    "{:?}: DMA through the pviommu ({} mode)\n",
-                    name,
-                    e.config().mode.name()
-                );
-            }
-            &PVIOMMU_DMA_OPS
-        }
-        _ if crate::init::required() => {
-            pr_err!(
-                "{:?}: refused: no working pviommu and pviommu.required=1; its DMA would reach private memory\n",
-                name
-            );
-            &REFUSE_DMA_OPS
-        }
-        // Not required: leave the device on dma-direct, unprotected.
-        _ => return false,
-    };
-    if !has_platform {
-        // The core refuses the device after we return true; say why.
-        pr_err!(
-            "{:?}: refused: the device does not offer VIRTIO_F_ACCESS_PLATFORM, so its DMA would bypass the pviommu\n",
-            name
-        );
-    }
-    // SAFETY: `parent` is the valid transport device; ops are static.
-    unsafe { bindings::set_dma_ops(parent, ops) };
-    if core::ptr::eq(ops, &PVIOMMU_DMA_OPS) && !remember(vdev) {
-        pr_warn!(
-            "{:?}: too many virtio devices: it will not be stopped if an unshare fails\n",
-            name
-        );
-    }
-    true
-}
+/// `self.0` is a valid `struct virtio_device` on which this value holds a
+/// reference (`get_device`), so it is never freed while the value lives.
+pub(crate) struct VirtioDevice(*mut bindings::virtio_device);
 
-/// The virtio devices using the pviommu, so that they can be stopped
-/// when an unshare fails. An entry is cleared when its transport device
-/// unbinds ([`forget_parent`]), before the virtio device is freed.
-static DEVICES: [AtomicPtr<bindings::virtio_device>; 32] =
-    [const { AtomicPtr::new(core::ptr::null_mut()) }; 32];
+// SAFETY: the reference keeps the device alive; the methods only call C
+// functions that may be called from any thread.
+unsafe impl Send for VirtioDevice {}
+// SAFETY: as above; `&self` methods take the core's own locks.
+unsafe impl Sync for VirtioDevice {}
 
-fn remember(vdev: *mut bindings::virtio_device) -> bool {
-    DEVICES.iter().any(|slot| {
-        slot.compare_exchange(
-            core::ptr::null_mut(),
-            vdev,
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        )
-        .is_ok()
-    })
-}
+impl VirtioDevice {
+    /// Takes a reference on `vdev`.
+    ///
+    /// # Safety
+    ///
+    /// `vdev` must be a valid virtio device for the duration of the call.
+    unsafe fn get(vdev: *mut bindings::virtio_device) -> Self {
+        // SAFETY: `vdev` is valid (caller); this takes the reference the
+        // type invariant needs, dropped in `drop`.
+        unsafe { bindings::get_device(core::ptr::addr_of_mut!((*vdev).dev)) };
+        // INVARIANT: a reference was taken just above.
+        Self(vdev)
+    }
 
-/// Forgets the virtio devices whose transport is `parent`: it is being
-/// unbound, and the virtio devices on it go away.
-pub(crate) fn forget_parent(parent: *mut bindings::device) {
-    for slot in &DEVICES {
-        let vdev = slot.load(Ordering::Acquire);
-        if vdev.is_null() {
-            continue;
-        }
-        // SAFETY: a remembered device is alive until its transport
-        // unbinds, which is what we are being told now, before the free.
-        if unsafe { (*vdev).dev.parent } == parent {
-            let _ = slot.compare_exchange(
-                vdev,
-                core::ptr::null_mut(),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
-        }
+    /// The device's name (`virtio0`, ...), for messages.
+    pub(crate) fn name(&self) -> &CStr {
+        // SAFETY: the device is valid (type invariant) and its name lives
+        // as long as the device.
+        unsafe { CStr::from_char_ptr(bindings::dev_name(core::ptr::addr_of_mut!((*self.0).dev))) }
+    }
+
+    /// Whether the device negotiated `VIRTIO_F_ACCESS_PLATFORM`.
+    pub(crate) fn has_access_platform(&self) -> bool {
+        // SAFETY: the device is valid (type invariant).
+        unsafe { bindings::virtio_has_feature(self.0, bindings::VIRTIO_F_ACCESS_PLATFORM) }
+    }
+
+    /// Whether the device sits on a transport (its DMA goes somewhere).
+    pub(crate) fn has_parent(&self) -> bool {
+        // SAFETY: the device is valid (type invariant).
+        !unsafe { (*self.0).dev.parent }.is_null()
+    }
+
+    /// Whether `self` and `other` are the same device.
+    pub(crate) fn is(&self, other: &VirtioDevice) -> bool {
+        core::ptr::eq(self.0, other.0)
+    }
+
+    /// Stops the device: every queue fails its requests from now on. It
+    /// takes only the device's spinlock, so any context may call it.
+    pub(crate) fn break_device(&self) {
+        // SAFETY: the device is valid (type invariant).
+        unsafe { bindings::virtio_break_device(self.0) };
     }
 }
 
-/// Stops every virtio device on the pviommu, once, after an unshare
-/// failed: the host may still reach memory the guest released, so the
-/// devices must not go on. Their queues then fail every request with an
-/// I/O error (the DMA API alone cannot say "fatal": the virtio ring
-/// treats a mapping failure as a transient shortage and retries).
-pub(crate) fn break_all_once() {
-    static DONE: AtomicBool = AtomicBool::new(false);
-    if DONE.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    for slot in &DEVICES {
-        let vdev = slot.load(Ordering::Acquire);
-        if vdev.is_null() {
-            continue;
-        }
-        // SAFETY: a remembered device is alive (see `forget_parent`);
-        // `virtio_break_device` only takes a spinlock and sets flags, so
-        // it may run with interrupts disabled.
-        unsafe {
-            let dev = core::ptr::addr_of_mut!((*vdev).dev);
-            pr_err!(
-                "{:?}: marked broken: the hypervisor failed an unshare, so the host may still reach released memory; its I/O now fails\n",
-                core::ffi::CStr::from_ptr(bindings::dev_name(dev).cast())
-            );
-            bindings::virtio_break_device(vdev);
-        }
+impl Drop for VirtioDevice {
+    fn drop(&mut self) {
+        // SAFETY: drops the reference taken in `get` (type invariant).
+        unsafe { bindings::put_device(core::ptr::addr_of_mut!((*self.0).dev)) };
     }
 }
 
-/// Installs the callback: from now on every virtio device asks us.
-pub(crate) fn install() {
-    // SAFETY: the callback is a static function valid forever.
-    unsafe { bindings::virtio_set_mem_acc_cb(Some(mem_acc)) };
+/// What `mem_acc` decides for a device.
+pub(crate) enum Access {
+    /// Leave the device to the kernel's own DMA path.
+    Default,
+    /// Require `VIRTIO_F_ACCESS_PLATFORM` and map through `T`'s ops.
+    MapOps,
+    /// Require `VIRTIO_F_ACCESS_PLATFORM`, and refuse every mapping: the
+    /// device's probe fails.
+    Refuse,
+}
+
+/// The driver's side of `mem_acc`.
+pub(crate) trait MemAccess: MapOps {
+    /// Decides for `dev`, which is negotiating its features.
+    fn decide(dev: VirtioDevice) -> Access;
+}
+
+/// Installs `T` as the platform's `mem_acc` callback.
+pub(crate) struct Callback<T: MemAccess>(PhantomData<T>);
+
+impl<T: MemAccess> Callback<T> {
+    /// From now on every virtio device that negotiates features asks `T`.
+    pub(crate) fn install() {
+        // SAFETY: the callback is a function valid for the kernel's
+        // lifetime; the core reads the pointer at each negotiation.
+        unsafe { bindings::virtio_set_mem_acc_cb(Some(Self::mem_acc)) };
+    }
+
+    /// The C callback `mem_acc`.
+    ///
+    /// # Safety
+    ///
+    /// Called only by the virtio core, with a valid device that is
+    /// negotiating its features (no virtqueue exists yet).
+    unsafe extern "C" fn mem_acc(vdev: *mut bindings::virtio_device) -> bool {
+        // SAFETY: the core passes a valid device (caller).
+        let dev = unsafe { VirtioDevice::get(vdev) };
+        let ops: &'static bindings::virtio_map_ops = match T::decide(dev) {
+            Access::Default => return false,
+            // A constant's address: promoted to a `'static` table.
+            Access::MapOps => &VTable::<T>::OPS,
+            Access::Refuse => &REFUSE_OPS,
+        };
+        // SAFETY: the device has no virtqueue yet, so nothing maps
+        // through `map` concurrently; the table is static. The virtio
+        // core's own mapping (virtio_ring) reads `map` from now on.
+        unsafe { (*vdev).map = ops };
+        true
+    }
+}
+
+/// The table of a device that must not DMA: every mapping fails.
+static REFUSE_OPS: bindings::virtio_map_ops = VTable::<Refuse>::OPS;
+
+/// A [`MapOps`] without an instance: every callback refuses.
+struct Refuse;
+
+impl MapOps for Refuse {
+    fn get() -> Option<&'static Self> {
+        None
+    }
+    fn map(&self, _: u64, _: u64, _: Direction, _: bool) -> Option<u64> {
+        None
+    }
+    fn unmap(&self, _: u64, _: u64, _: Direction, _: bool) {}
+    fn flush(&self) {}
+    fn sync_for_cpu(&self, _: u64, _: u64, _: Direction) {}
+    fn sync_for_device(&self, _: u64, _: u64, _: Direction) {}
+    fn need_sync(&self, _: u64) -> bool {
+        false
+    }
+    fn max_mapping_size(&self) -> u64 {
+        0
+    }
+    fn coherent_source(&self, _: u64) -> CoherentSource {
+        CoherentSource::Fail
+    }
+    fn share_coherent(&self, _: u64, _: u64) -> Result<(), Keep> {
+        Err(Keep::Free)
+    }
+    fn unshare_coherent(&self, _: u64, _: u64) -> Release {
+        Release::Done
+    }
 }

@@ -17,11 +17,13 @@
 //! Failure policy: an unshare that the hypervisor fails, refuses or does
 //! not confirm marks the engine broken: the pages stay accounted as shared
 //! (`pages_leaked`), and every later map fails, so a device cannot go on
-//! using memory the guest can no longer protect.
+//! using memory the guest can no longer protect. A `BUSY` answer is not a
+//! failure: the ABI makes it transient, so the call is made again, up to
+//! [`BUSY_TRIES`] times.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::abi::call::{Func, NR_ARGS};
+use super::abi::call::{Func, Status, NR_ARGS};
 use super::abi::check::{check_progress, check_sync, SyncResult};
 use super::abi::error::{Error, EINVAL, EIO, ENOMEM, ETIMEDOUT};
 use super::abi::layout::{Perm, PAGE_SHIFT, PAGE_SIZE};
@@ -50,10 +52,24 @@ pub trait Hypercalls {
 /// the host), so the engine waits, draining every 64 tries.
 const RING_FULL_TRIES: u32 = 1 << 20;
 
+/// How many times a call answered `BUSY` is made before it fails. The
+/// ABI makes `BUSY` transient (the hypervisor was preempted), so it is
+/// retried; a hypervisor that stays busy this long is treated like one
+/// that does not answer, so that the caller, whose interrupts are off,
+/// never spins without bound.
+pub const BUSY_TRIES: u32 = 4096;
+
+/// How many times an unmap tries a page's two permissions in turn before
+/// it takes the page as never mapped (see `Engine::unmap_page`).
+const UNMAP_TRIES: usize = 4;
+
 /// Copies between guest-physical ranges (for bounce buffers).
 pub trait Copier {
     /// Copies `len` bytes from physical `src` to physical `dst`.
     fn copy(&self, dst: u64, src: u64, len: u64);
+
+    /// Zeroes `len` bytes at physical `dst`.
+    fn zero(&self, dst: u64, len: u64);
 }
 
 /// Why a DMA operation failed.
@@ -130,6 +146,10 @@ pub struct Engine<'a, H: Hypercalls, C: Copier> {
     stats: &'a Stats,
     broken: AtomicBool,
     lazy_pending: AtomicU64,
+    /// Pages whose entries deferred unmaps cleared and published, ever.
+    cleared: AtomicU64,
+    /// The value of `cleared` that the last successful flush covered.
+    covered: AtomicU64,
 }
 
 impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
@@ -153,6 +173,8 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
             stats,
             broken: AtomicBool::new(false),
             lazy_pending: AtomicU64::new(0),
+            cleared: AtomicU64::new(0),
+            covered: AtomicU64::new(0),
         }
     }
 
@@ -185,9 +207,11 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
 
     /// Maps `[phys, phys + size)` for a device; returns the DMA address.
     ///
-    /// `copy` is false for `DMA_ATTR_SKIP_CPU_SYNC`.
-    pub fn map(&self, phys: u64, size: u64, dir: Dir, copy: bool) -> Result<u64, DmaError> {
-        let result = self.map_inner(phys, size, dir, copy);
+    /// `copy` is false for `DMA_ATTR_SKIP_CPU_SYNC`. A bounced buffer is
+    /// copied in all the same (see `bounce_map`): the attribute only
+    /// spares the unmap its copy back.
+    pub fn map(&self, phys: u64, size: u64, dir: Dir, _copy: bool) -> Result<u64, DmaError> {
+        let result = self.map_inner(phys, size, dir);
         match result {
             Ok(_) => Stats::inc(&self.stats.maps),
             Err(DmaError::PoolFull) => {
@@ -199,7 +223,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         result
     }
 
-    fn map_inner(&self, phys: u64, size: u64, dir: Dir, copy: bool) -> Result<u64, DmaError> {
+    fn map_inner(&self, phys: u64, size: u64, dir: Dir) -> Result<u64, DmaError> {
         if self.is_broken() {
             return Err(DmaError::Broken);
         }
@@ -215,7 +239,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
                 }
                 Ok(phys)
             }
-            Route::Bounce => self.bounce_map(phys, size, dir, copy),
+            Route::Bounce => self.bounce_map(phys, size),
         }
     }
 
@@ -241,6 +265,37 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
             }
             _ => batch.pending += self.unshare_table(gfn, nr, dir.perm()),
         }
+    }
+
+    /// Unmaps a mapping and leaves its invalidation to [`Engine::flush`]:
+    /// the virtio core unmaps a buffer's descriptors one by one, then
+    /// flushes once for the buffer.
+    pub fn unmap_deferred(&self, dma: u64, size: u64, dir: Dir, copy: bool) {
+        let mut batch = Batch::default();
+        self.unmap(dma, size, dir, copy, &mut batch);
+        if batch.pending > 0 {
+            // Release: the records are published before the count says so.
+            self.cleared.fetch_add(batch.pending, Ordering::Release);
+        }
+    }
+
+    /// Completes every deferred unmap made so far, by anyone: in strict
+    /// mode one `SYNC` unless an earlier flush already covered them all;
+    /// in lazy mode only once enough pages are pending.
+    ///
+    /// `SYNC` drains every record published before it, so a flush that
+    /// reads `cleared` before its `SYNC` covers at least that much; a
+    /// caller whose unmaps another CPU's flush covered pays nothing.
+    pub fn flush(&self) -> Result<(), DmaError> {
+        let target = self.cleared.load(Ordering::Acquire);
+        let covered = self.covered.load(Ordering::Acquire);
+        let pending = target.saturating_sub(covered);
+        if pending == 0 || (!self.cfg.strict && pending < self.cfg.lazy_max_pages) {
+            return Ok(());
+        }
+        self.sync(pending)?;
+        self.covered.fetch_max(target, Ordering::AcqRel);
+        Ok(())
     }
 
     /// Ends an unmap call: in strict mode one `SYNC` for everything the
@@ -297,6 +352,39 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         }
     }
 
+    /// Coherent memory from the bounce pool (bounce mode, like a
+    /// restricted-dma-pool): zeroed, already shared. `None` when full.
+    pub fn coherent_from_pool(&self, bytes: u64) -> Option<u64> {
+        let Some(slots) = self.pool.alloc(bytes.div_ceil(PAGE_SIZE), 0) else {
+            Stats::inc(&self.stats.pool_exhausted);
+            return None;
+        };
+        let phys = self.pool.slot_phys(slots.first);
+        self.copier.zero(phys, bytes);
+        Stats::add(&self.stats.pool_pages_used, slots.pages);
+        Some(phys)
+    }
+
+    /// Gives coherent memory back to the pool; false if it is not pool
+    /// memory.
+    pub fn coherent_to_pool(&self, dma: u64, bytes: u64) -> bool {
+        if !self.pool.contains(dma, bytes) {
+            return false;
+        }
+        let slots = Slots {
+            first: self.pool.slot_of(dma),
+            pages: bytes.div_ceil(PAGE_SIZE),
+        };
+        if self.pool.free(slots) {
+            self.stats
+                .pool_pages_used
+                .fetch_sub(slots.pages, Ordering::Relaxed);
+        } else {
+            Stats::inc(&self.stats.unshare_errors);
+        }
+        true
+    }
+
     /// Copies device writes back to the CPU's buffer (`sync_*_for_cpu`).
     pub fn sync_for_cpu(&self, dma: u64, size: u64, dir: Dir) {
         if dir.from_device() && self.pool.contains(dma, size) {
@@ -318,11 +406,8 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
     /// Issues `SYNC`: the hypervisor drains the ring and completes every
     /// pending unshare with one invalidation. `pending` pages depend on it.
     pub fn sync(&self, pending: u64) -> Result<SyncResult, DmaError> {
-        Stats::inc(&self.stats.hcall_sync);
         let result = self
-            .hyp
-            .call(Func::Sync, [0; NR_ARGS])
-            .map_err(DmaError::Transport)
+            .call(Func::Sync, [0; NR_ARGS], &self.stats.hcall_sync)
             .and_then(|r| {
                 check_sync(r.status, &r.ret, self.ring.size(), self.tracker.frames())
                     .map_err(DmaError::Abi)
@@ -331,6 +416,28 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
             self.mark_broken(pending);
         }
         result
+    }
+
+    /// Makes one call, counted in `counter`, and makes it again while the
+    /// hypervisor answers `BUSY`, at most [`BUSY_TRIES`] times in all. The
+    /// answer is left to the caller's check, which fails a `BUSY` that
+    /// outlasted the tries.
+    fn call(
+        &self,
+        func: Func,
+        args: [u64; NR_ARGS],
+        counter: &AtomicU64,
+    ) -> Result<RawResult, DmaError> {
+        let mut tries = 0;
+        loop {
+            Stats::inc(counter);
+            let r = self.hyp.call(func, args).map_err(DmaError::Transport)?;
+            tries += 1;
+            if r.status != Status::Busy.raw() || tries >= BUSY_TRIES {
+                return Ok(r);
+            }
+            self.hyp.relax();
+        }
     }
 
     fn mark_broken(&self, pages: u64) {
@@ -384,15 +491,10 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
     }
 
     /// Clears the entries of a mapping; returns the pages whose entry
-    /// changed (the caller syncs them).
+    /// changed (the caller syncs them). `perm` is what the caller says the
+    /// mapping was made with (see `unmap_page`).
     fn unshare_table(&self, gfn: u64, nr: u32, perm: Perm) -> u64 {
-        let (progress, result) = self.tracker.unmap_range(gfn, nr, perm);
-        if result.is_err() {
-            // Unmapping what was never mapped: a caller bug; the table
-            // keeps the union of what is live, so nothing leaks.
-            Stats::inc(&self.stats.unshare_errors);
-        }
-        match progress.record() {
+        match self.unmap_pages(gfn, nr, perm).record() {
             Some((g, n)) => {
                 Stats::add(&self.stats.pages_unshared, u64::from(n));
                 if self.publish(g, n).is_err() {
@@ -402,6 +504,84 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
             }
             None => 0,
         }
+    }
+
+    /// Drops one live mapping of every page of `[gfn, gfn + nr)`; returns
+    /// the span of frames whose entries changed. A page that fails does
+    /// not stop the range: the pages after it are unmapped all the same,
+    /// so that none of them stays shared.
+    fn unmap_pages(&self, gfn: u64, nr: u32, perm: Perm) -> Span {
+        let mut span = Span::default();
+        if nr == 0 {
+            return span;
+        }
+        // `matches!` suits both the kernel's clippy (MSRV 1.85: no
+        // `map_or(true, ..)`) and this crate's (MSRV 1.78: no `is_none_or`).
+        if !matches!(gfn.checked_add(nr.into()), Some(end) if end <= self.tracker.frames()) {
+            // `map_range` refuses such a range before it maps any page,
+            // so no page of this one is shared through the table.
+            Stats::inc(&self.stats.unshare_errors);
+            return span;
+        }
+        let mut done = 0;
+        while done < nr {
+            // The fast path: one call for the rest of the range, which
+            // stops at the first page without a live `perm` mapping.
+            let start = gfn + u64::from(done);
+            let (progress, result) = self.tracker.unmap_range(start, nr - done, perm);
+            if let Some((g, n)) = progress.record() {
+                span.add(g, n.into());
+            }
+            done += progress.done;
+            if result.is_err() {
+                let stuck = gfn + u64::from(done);
+                match self.unmap_page(stuck, perm) {
+                    Ok(true) => span.add(stuck, 1),
+                    Ok(false) => {}
+                    // Never mapped: a caller bug. The table keeps the
+                    // union of what is live, so nothing leaks.
+                    Err(_) => Stats::inc(&self.stats.unshare_errors),
+                }
+                done += 1;
+            }
+        }
+        span
+    }
+
+    /// Drops the live mapping of page `gfn` that an unmap said was made
+    /// with `perm`, when the page has no live `perm` mapping.
+    ///
+    /// The page tracker counts a page's live mappings per permission but
+    /// cannot say which one an unmap ends. The caller's direction is tried
+    /// first (`unmap_range`), which is exact for a caller that unmaps with
+    /// the direction it mapped, as the DMA API requires. Failing that, the
+    /// mapping was made with the other permission (say read-write, unmapped
+    /// as to-device), and that count is dropped instead. So every unmap of
+    /// a live mapping drops exactly one live count of the page, and once
+    /// the page's last mapping is unmapped all its counts are zero and its
+    /// entry none, whatever directions the callers passed: a wrong one can
+    /// only leave the page read-write instead of read-only while its other
+    /// mappings live (a read-write mapping unmapped as read-only while a
+    /// read-only one remains), never shared after the last unmap. An extra
+    /// unmap (a caller bug) may end another mapping of the page early,
+    /// which shares less, not more; the page then runs out of counts
+    /// before its last unmap, which is counted as an error.
+    fn unmap_page(&self, gfn: u64, perm: Perm) -> Result<bool, Error> {
+        let other = match perm {
+            Perm::Read => Perm::ReadWrite,
+            _ => Perm::Read,
+        };
+        // The page holds a count for the mapping being unmapped, but
+        // another CPU may move the page's counts between two tries (a
+        // read-write unmap, then a read-only map): alternate a few times.
+        let mut result = Err(Error::Underflow);
+        for p in [other, perm].into_iter().cycle().take(UNMAP_TRIES) {
+            result = self.tracker.unmap(gfn, p);
+            if result != Err(Error::Underflow) {
+                break;
+            }
+        }
+        result
     }
 
     /// `SHARE` for a range, following partial progress.
@@ -431,14 +611,11 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         let mut done = 0u64;
         let total = u64::from(nr);
         // The hypervisor may report success having done nothing; a bounded
-        // number of calls without progress is an error.
+        // number of calls without progress is an error. `BUSY` answers are
+        // retried by `call` and are not stalls.
         let mut stalls = 0;
         while done < total {
-            Stats::inc(counter);
-            let r = self
-                .hyp
-                .call(func, [gfn + done, total - done, arg2, 0, 0, 0])
-                .map_err(DmaError::Transport)?;
+            let r = self.call(func, [gfn + done, total - done, arg2, 0, 0, 0], counter)?;
             let step = check_progress(r.status, r.ret[0], total - done).map_err(DmaError::Abi)?;
             if step == 0 {
                 stalls += 1;
@@ -457,16 +634,20 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         Ok(())
     }
 
-    fn bounce_map(&self, phys: u64, size: u64, dir: Dir, copy: bool) -> Result<u64, DmaError> {
+    /// Bounces a buffer: the slots start as a copy of the caller's buffer
+    /// in every direction, whatever `copy` says. A slot still holds its
+    /// previous user's data, and a device may write less than the whole
+    /// mapping; the copy back at unmap (or `sync_for_cpu`) would then hand
+    /// those stale bytes to this caller (swiotlb's CVE-2022-0854). Copied
+    /// in first, the bytes the device did not write come back unchanged.
+    fn bounce_map(&self, phys: u64, size: u64) -> Result<u64, DmaError> {
         let offset = phys % PAGE_SIZE;
         let pages = pages_spanned(offset, size);
         let slots = self.pool.alloc(pages, phys).ok_or(DmaError::PoolFull)?;
         let dma = self.pool.slot_phys(slots.first) + offset;
         Stats::add(&self.stats.pool_pages_used, pages);
         Stats::inc(&self.stats.bounced);
-        if copy && dir.to_device() {
-            self.copy(dma, phys, size);
-        }
+        self.copy(dma, phys, size);
         Ok(dma)
     }
 
@@ -492,6 +673,36 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
     fn copy(&self, dst: u64, src: u64, len: u64) {
         Stats::add(&self.stats.bounced_bytes, len);
         self.copier.copy(dst, src, len);
+    }
+}
+
+/// The frames whose entries an unmap changed: the smallest span that
+/// covers them, named by one ring record (a record that names a frame
+/// whose entry did not change is harmless).
+#[derive(Default)]
+struct Span {
+    start: u64,
+    end: u64,
+}
+
+impl Span {
+    /// Widens the span to cover `nr` frames from `gfn`.
+    fn add(&mut self, gfn: u64, nr: u64) {
+        if self.end == self.start {
+            *self = Span {
+                start: gfn,
+                end: gfn + nr,
+            };
+        } else {
+            self.start = core::cmp::min(self.start, gfn);
+            self.end = core::cmp::max(self.end, gfn + nr);
+        }
+    }
+
+    /// The `(gfn, nr_pages)` record to publish, if any entry changed.
+    fn record(&self) -> Option<(u64, u32)> {
+        let nr = u32::try_from(self.end - self.start).ok()?;
+        (nr > 0).then_some((self.start, nr))
     }
 }
 

@@ -5,10 +5,14 @@
 //! The kernel driver includes this file as a module
 //! (`#[path = "logic/src/lib.rs"] mod logic;`); the same source builds as
 //! the userspace crate `pviommu-logic`, where `cargo test` exercises it.
-//! Hence no crate-level attribute but the `no_std` one below, and sibling
+//! Hence no crate-level attribute but `no_std` and `forbid(unsafe_code)`
+//! below (both also valid on a module), and sibling
 //! modules are reached through `super::`.
 
 #![cfg_attr(not(CONFIG_RUST), no_std)]
+// Included as a module of the kernel driver too: there it makes this
+// module (and the modules below it) free of `unsafe` as well.
+#![forbid(unsafe_code)]
 
 #[cfg(CONFIG_RUST)]
 pub(crate) use crate::hyp_abi as abi;

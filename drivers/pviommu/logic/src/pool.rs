@@ -142,10 +142,8 @@ impl<'a> Pool<'a> {
     /// slots was not allocated: a double or wild free by a caller.
     pub fn free(&self, slots: Slots) -> bool {
         if slots.pages == 0
-            || slots
-                .first
-                .checked_add(slots.pages)
-                .map_or(true, |e| e > self.slots)
+            // `matches!` suits both the kernel's MSRV and this crate's.
+            || !matches!(slots.first.checked_add(slots.pages), Some(e) if e <= self.slots)
         {
             return false;
         }

@@ -14,7 +14,7 @@ use super::abi::call::{Func, Status, NR_ARGS};
 use super::abi::layout::{Perm, PAGE_SIZE};
 use super::abi::ring::{consume, Producer, RingHeader, RingSlot};
 use super::abi::tracker::PageTracker;
-use super::engine::{Batch, Config, Copier, DmaError, Engine, Hypercalls};
+use super::engine::{Batch, Config, Copier, DmaError, Engine, Hypercalls, BUSY_TRIES};
 use super::mailbox::{RawResult, TransportError};
 use super::policy::{Dir, Mode};
 use super::pool::Pool;
@@ -35,7 +35,7 @@ pub enum SyncAnswer {
     Hostile,
     /// Never answer.
     Timeout,
-    /// Refuse with `BUSY`.
+    /// Refuse with `BUSY`, for ever.
     Busy,
 }
 
@@ -51,6 +51,8 @@ pub struct MockHyp<'a> {
     /// `SHARE`/`UNSHARE`: pages done per call at most (partial progress).
     pub direct_step: AtomicU64,
     answer: AtomicU8,
+    /// `SYNC`, `SHARE` or `UNSHARE` calls still to refuse with `BUSY`.
+    busy: AtomicU32,
     /// Serialises `SYNC`s, as a hypervisor serialises its consumer.
     consuming: core::sync::atomic::AtomicBool,
     /// What `relax` does (userspace threads yield; see `Fixture::with_relax`).
@@ -68,6 +70,7 @@ impl<'a> MockHyp<'a> {
             records: AtomicU64::new(0),
             direct_step: AtomicU64::new(u64::MAX),
             answer: AtomicU8::new(0),
+            busy: AtomicU32::new(0),
             consuming: core::sync::atomic::AtomicBool::new(false),
             relax: core::hint::spin_loop,
         }
@@ -76,6 +79,21 @@ impl<'a> MockHyp<'a> {
     /// Sets how `SYNC` is answered from now on.
     pub fn answer_sync(&self, a: SyncAnswer) {
         self.answer.store(a as u8, Ordering::Relaxed);
+    }
+
+    /// Refuses the next `n` calls of `SYNC`, `SHARE` or `UNSHARE` with
+    /// `BUSY` (a hypervisor preempted `n` times), then answers as before.
+    pub fn busy_then_ok(&self, n: u32) {
+        self.busy.store(n, Ordering::Relaxed);
+    }
+
+    /// Takes one of the `BUSY` answers `busy_then_ok` asked for, if any.
+    fn take_busy(&self, func: Func) -> bool {
+        matches!(func, Func::Sync | Func::Share | Func::Unshare)
+            && self
+                .busy
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
     }
 
     /// Number of calls of `func`.
@@ -88,13 +106,17 @@ impl Hypercalls for MockHyp<'_> {
     fn call(&self, func: Func, args: [u64; NR_ARGS]) -> Result<RawResult, TransportError> {
         self.calls[func as usize].fetch_add(1, Ordering::Relaxed);
         let ok = |ret| Ok(RawResult { status: 0, ret });
+        let busy = Ok(RawResult {
+            status: Status::Busy.raw(),
+            ret: [0; 3],
+        });
+        if self.take_busy(func) {
+            return busy;
+        }
         match func {
             Func::Sync => match self.answer.load(Ordering::Relaxed) {
                 a if a == SyncAnswer::Timeout as u8 => Err(TransportError::Timeout),
-                a if a == SyncAnswer::Busy as u8 => Ok(RawResult {
-                    status: Status::Busy.raw(),
-                    ret: [0; 3],
-                }),
+                a if a == SyncAnswer::Busy as u8 => busy,
                 a if a == SyncAnswer::Hostile as u8 => ok([u64::MAX, 0, 0]),
                 _ => {
                     while self.consuming.swap(true, Ordering::Acquire) {
@@ -126,28 +148,103 @@ impl Hypercalls for MockHyp<'_> {
     }
 }
 
-/// A copier that counts instead of copying (test "physical" addresses are
-/// not real memory).
-#[derive(Default)]
-pub struct CountingCopier {
-    /// Copies made.
-    pub copies: AtomicU64,
-    /// Bytes copied.
-    pub bytes: AtomicU64,
-}
-
-impl Copier for CountingCopier {
-    fn copy(&self, _dst: u64, _src: u64, len: u64) {
-        self.copies.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(len, Ordering::Relaxed);
-    }
-}
-
 const FRAMES: usize = 64;
 const RING: usize = 4;
 const POOL_PAGES: usize = 8;
 /// The fake pool sits above the tracked frames.
 const POOL_BASE: u64 = (FRAMES as u64) * PAGE_SIZE;
+/// Bytes of each page the fake memory keeps: the fixture lives on the
+/// stack, and a kernel stack cannot hold whole pages.
+const MEM_WINDOW: u64 = 32;
+/// Pages the fake memory covers: the tracked frames, then the pool.
+const MEM_PAGES: u64 = (FRAMES + POOL_PAGES) as u64;
+
+/// A copier over fake physical memory that also counts its copies.
+///
+/// The memory covers every tracked frame and every pool slot, addressed
+/// by physical address, but keeps only the first [`MEM_WINDOW`] bytes of
+/// each page; the rest of a page reads as zero and drops writes. Tests
+/// that look at contents keep their buffers inside the window; the
+/// others only count.
+pub struct MemCopier {
+    /// Copies made.
+    pub copies: AtomicU64,
+    /// Bytes copied.
+    pub bytes: AtomicU64,
+    mem: [AtomicU8; (MEM_PAGES * MEM_WINDOW) as usize],
+}
+
+impl MemCopier {
+    /// Zeroed memory, no copy counted.
+    pub fn new() -> Self {
+        MemCopier {
+            copies: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            mem: [const { AtomicU8::new(0) }; (MEM_PAGES * MEM_WINDOW) as usize],
+        }
+    }
+
+    /// The byte kept for physical address `phys`, if it is kept.
+    fn cell(&self, phys: u64) -> Option<&AtomicU8> {
+        let (page, offset) = (phys / PAGE_SIZE, phys % PAGE_SIZE);
+        if page >= MEM_PAGES || offset >= MEM_WINDOW {
+            return None;
+        }
+        self.mem
+            .get(usize::try_from(page * MEM_WINDOW + offset).ok()?)
+    }
+
+    /// Reads the byte at `phys` (zero where nothing is kept).
+    pub fn read(&self, phys: u64) -> u8 {
+        self.cell(phys).map_or(0, |b| b.load(Ordering::Relaxed))
+    }
+
+    /// Writes `bytes` at `phys`, as the CPU or a device would.
+    pub fn write(&self, phys: u64, bytes: &[u8]) {
+        for (i, b) in (0..).zip(bytes) {
+            if let Some(cell) = self.cell(phys + i) {
+                cell.store(*b, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Calls `f(i)` for each `i < len` whose byte `dst + i` is kept,
+    /// skipping the rest of each page at once.
+    fn each_kept(dst: u64, len: u64, mut f: impl FnMut(u64)) {
+        let mut i = 0;
+        while i < len {
+            let offset = (dst + i) % PAGE_SIZE;
+            if offset >= MEM_WINDOW {
+                i += PAGE_SIZE - offset;
+                continue;
+            }
+            f(i);
+            i += 1;
+        }
+    }
+}
+
+impl Default for MemCopier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Copier for MemCopier {
+    fn copy(&self, dst: u64, src: u64, len: u64) {
+        self.copies.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(len, Ordering::Relaxed);
+        Self::each_kept(dst, len, |i| {
+            if let Some(cell) = self.cell(dst + i) {
+                cell.store(self.read(src + i), Ordering::Relaxed);
+            }
+        });
+    }
+
+    fn zero(&self, dst: u64, len: u64) {
+        Self::each_kept(dst, len, |i| self.write(dst + i, &[0]));
+    }
+}
 
 /// The shared structures of one test, on the stack.
 pub struct Fixture {
@@ -178,12 +275,7 @@ impl Fixture {
     pub fn with<R>(
         &self,
         mode: Mode,
-        f: impl FnOnce(
-            &Engine<'_, &MockHyp<'_>, &CountingCopier>,
-            &MockHyp<'_>,
-            &CountingCopier,
-            &Self,
-        ) -> R,
+        f: impl FnOnce(&Engine<'_, &MockHyp<'_>, &MemCopier>, &MockHyp<'_>, &MemCopier, &Self) -> R,
     ) -> Option<R> {
         self.with_relax(mode, core::hint::spin_loop, f)
     }
@@ -194,16 +286,11 @@ impl Fixture {
         &self,
         mode: Mode,
         relax: fn(),
-        f: impl FnOnce(
-            &Engine<'_, &MockHyp<'_>, &CountingCopier>,
-            &MockHyp<'_>,
-            &CountingCopier,
-            &Self,
-        ) -> R,
+        f: impl FnOnce(&Engine<'_, &MockHyp<'_>, &MemCopier>, &MockHyp<'_>, &MemCopier, &Self) -> R,
     ) -> Option<R> {
         let mut hyp = MockHyp::new(&self.header, &self.slots);
         hyp.relax = relax;
-        let copier = CountingCopier::default();
+        let copier = MemCopier::new();
         let cfg = Config {
             mode,
             strict: true,
@@ -252,6 +339,10 @@ impl<T: Hypercalls> Hypercalls for &T {
 impl<T: Copier> Copier for &T {
     fn copy(&self, dst: u64, src: u64, len: u64) {
         (**self).copy(dst, src, len)
+    }
+
+    fn zero(&self, dst: u64, len: u64) {
+        (**self).zero(dst, len)
     }
 }
 
@@ -321,6 +412,64 @@ pub fn entry_is_union_of_live_mappings(c: &dyn Check) {
     });
 }
 
+/// An unmap revokes what its map granted, whatever direction the caller
+/// passes at unmap, and works through every page of its range even when
+/// one page fails.
+pub fn unmap_revokes_what_map_granted(c: &dyn Check) {
+    Fixture::new().with(Mode::Share, |e, hyp, _, fx| {
+        let unmap = |gfn: u64, pages: u64, dir| {
+            let mut b = Batch::default();
+            e.unmap(gfn * PAGE_SIZE, pages * PAGE_SIZE, dir, true, &mut b);
+            e.finish(b).is_ok()
+        };
+        let _ = e.map(7 * PAGE_SIZE, 2 * PAGE_SIZE, Dir::Bidirectional, true);
+        c.check(unmap(7, 2, Dir::ToDevice), "the unmap succeeds");
+        c.check(
+            fx.entry(7) == 0 && fx.entry(8) == 0,
+            "a read-write mapping unmapped as to-device is revoked",
+        );
+        let _ = e.map(10 * PAGE_SIZE, PAGE_SIZE, Dir::ToDevice, true);
+        c.check(unmap(10, 1, Dir::FromDevice), "the unmap succeeds");
+        c.check(
+            fx.entry(10) == 0,
+            "a read-only mapping unmapped as from-device is revoked",
+        );
+        c.check(
+            fx.stats.unshare_errors.load(Ordering::Relaxed) == 0,
+            "no unshare error counted",
+        );
+        // One page, a read-only and a read-write mapping, both unmapped
+        // as to-device: the page is shared while one lives, not after.
+        let _ = e.map(20 * PAGE_SIZE, PAGE_SIZE, Dir::ToDevice, true);
+        let _ = e.map(20 * PAGE_SIZE, PAGE_SIZE, Dir::Bidirectional, true);
+        c.check(unmap(20, 1, Dir::ToDevice), "the first unmap succeeds");
+        c.check(fx.entry(20) != 0, "still shared while a mapping lives");
+        c.check(unmap(20, 1, Dir::ToDevice), "the second unmap succeeds");
+        c.check(fx.entry(20) == 0, "not shared once both are gone");
+        c.check(
+            fx.stats.unshare_errors.load(Ordering::Relaxed) == 0,
+            "no unshare error counted",
+        );
+        // A range whose middle page was never mapped: that page is an
+        // error, and the pages after it are still unmapped.
+        let _ = e.map(30 * PAGE_SIZE, PAGE_SIZE, Dir::FromDevice, true);
+        let _ = e.map(32 * PAGE_SIZE, PAGE_SIZE, Dir::FromDevice, true);
+        let _ = unmap(30, 3, Dir::FromDevice);
+        c.check(
+            fx.entry(30) == 0 && fx.entry(32) == 0,
+            "every page of the range is unmapped despite the error",
+        );
+        c.check(
+            fx.stats.unshare_errors.load(Ordering::Relaxed) == 1,
+            "the page never mapped is counted as an error",
+        );
+        c.check(
+            hyp.records.load(Ordering::Relaxed) == fx.stats.ring_records.load(Ordering::Relaxed),
+            "every record, the revocations included, drained by a SYNC",
+        );
+    });
+}
+
 /// Sub-page buffers never share their page: they bounce, with copies in
 /// the right directions.
 pub fn sub_page_buffers_bounce(c: &dyn Check) {
@@ -386,6 +535,61 @@ pub fn page_crossing_buffer_bounces(c: &dyn Check) {
     });
 }
 
+/// A bounce slot never hands a previous user's data to the next one
+/// (swiotlb's CVE-2022-0854): a device that writes less than its
+/// `DMA_FROM_DEVICE` mapping must leave the caller's own bytes in the
+/// rest of the buffer, not what the slot held before, with or without
+/// `DMA_ATTR_SKIP_CPU_SYNC`.
+pub fn bounce_slots_never_leak(c: &dyn Check) {
+    const SECRET: u8 = 0x5e;
+    const DEVICE: u8 = 0xd0;
+    // Sub-page buffers (they bounce), inside the fake memory's window.
+    const OFFSET: u64 = 8;
+    const LEN: usize = 16;
+    Fixture::new().with(Mode::Share, |e, _, mem, _| {
+        // A previous user leaves its secret in every slot of the pool, so
+        // whichever slot the next mapping gets held it.
+        let secret = 2 * PAGE_SIZE + OFFSET;
+        mem.write(secret, &[SECRET; LEN]);
+        for _ in 0..POOL_PAGES {
+            let dma = e.map(secret, LEN as u64, Dir::ToDevice, true);
+            let mut b = Batch::default();
+            e.unmap(dma.unwrap_or(0), LEN as u64, Dir::ToDevice, true, &mut b);
+            let _ = e.finish(b);
+        }
+        c.check(
+            (0..POOL_PAGES as u64).all(|s| mem.read(POOL_BASE + s * PAGE_SIZE + OFFSET) == SECRET),
+            "every slot holds the previous user's secret",
+        );
+        // `copy == false` is DMA_ATTR_SKIP_CPU_SYNC: the caller then syncs
+        // for the CPU itself before the unmap.
+        for copy in [true, false] {
+            let buf = 3 * PAGE_SIZE + OFFSET;
+            let own: [u8; LEN] = core::array::from_fn(|i| 0xa0 + i as u8);
+            mem.write(buf, &own);
+            let dma = e.map(buf, LEN as u64, Dir::FromDevice, copy).unwrap_or(0);
+            c.check(e.pool().contains(dma, LEN as u64), "the buffer bounces");
+            // A short write: the device fills only the first four bytes.
+            mem.write(dma, &[DEVICE; 4]);
+            if !copy {
+                e.sync_for_cpu(dma, LEN as u64, Dir::FromDevice);
+            }
+            let mut b = Batch::default();
+            e.unmap(dma, LEN as u64, Dir::FromDevice, copy, &mut b);
+            let _ = e.finish(b);
+            let got: [u8; LEN] = core::array::from_fn(|i| mem.read(buf + i as u64));
+            c.check(
+                !got.contains(&SECRET),
+                "no byte of the previous user's secret in the caller's buffer",
+            );
+            c.check(
+                got[..4] == [DEVICE; 4] && got[4..] == own[4..],
+                "what the device wrote, then the caller's own bytes",
+            );
+        }
+    });
+}
+
 /// A whole scatterlist's unmap is one batch and one `SYNC`.
 pub fn one_sync_per_unmap_call(c: &dyn Check) {
     Fixture::new().with(Mode::Share, |e, hyp, _, fx| {
@@ -414,6 +618,50 @@ pub fn one_sync_per_unmap_call(c: &dyn Check) {
     });
 }
 
+/// A virtio buffer of several descriptors, unmapped one descriptor at a
+/// time and flushed once (as virtio_ring does through `unmap_flush`),
+/// costs exactly one `SYNC`; a flush with nothing new costs none.
+pub fn one_sync_per_virtio_buffer(c: &dyn Check) {
+    Fixture::new().with(Mode::Share, |e, hyp, _, fx| {
+        let descs = [(2, 1), (4, 2), (8, 1)];
+        for (gfn, pages) in descs {
+            let _ = e.map(gfn * PAGE_SIZE, pages * PAGE_SIZE, Dir::FromDevice, true);
+        }
+        // A sub-page descriptor (a request header) bounces in the same buffer.
+        let hdr = e
+            .map(20 * PAGE_SIZE + 16, 16, Dir::ToDevice, true)
+            .unwrap_or(0);
+        let before = hyp.count(Func::Sync);
+        let full_before = fx.stats.ring_full.load(Ordering::Relaxed);
+        for (gfn, pages) in descs {
+            e.unmap_deferred(gfn * PAGE_SIZE, pages * PAGE_SIZE, Dir::FromDevice, true);
+        }
+        e.unmap_deferred(hdr, 16, Dir::ToDevice, true);
+        // A full 4-record ring is drained by a SYNC of its own (counted
+        // as ring_full); none of those is the buffer's invalidation.
+        let drains = fx.stats.ring_full.load(Ordering::Relaxed) - full_before;
+        c.check(
+            u64::from(hyp.count(Func::Sync) - before) == drains,
+            "no invalidating SYNC before the buffer's flush",
+        );
+        c.check(e.flush().is_ok(), "the flush succeeds");
+        c.check(
+            u64::from(hyp.count(Func::Sync) - before) - drains == 1,
+            "one SYNC for the whole buffer",
+        );
+        c.check(
+            (2..10).all(|g| fx.entry(g) == 0),
+            "every entry of the buffer cleared",
+        );
+        let after = hyp.count(Func::Sync);
+        c.check(e.flush().is_ok(), "an empty flush succeeds");
+        c.check(
+            hyp.count(Func::Sync) == after,
+            "an empty flush makes no SYNC",
+        );
+    });
+}
+
 /// A full ring forces a `SYNC` and the mapping still succeeds.
 pub fn full_ring_forces_a_sync(c: &dyn Check) {
     Fixture::new().with(Mode::Share, |e, hyp, _, _| {
@@ -435,10 +683,11 @@ pub fn full_ring_forces_a_sync(c: &dyn Check) {
     });
 }
 
-/// A hostile, failing or silent `SYNC` breaks the engine: pages are
-/// accounted as leaked and no further mapping is accepted.
+/// A hostile or silent `SYNC` breaks the engine: pages are accounted as
+/// leaked and no further mapping is accepted. (`BUSY` is retried: see
+/// [`busy_is_retried`].)
 pub fn failed_unshare_breaks_the_engine(c: &dyn Check) {
-    for answer in [SyncAnswer::Hostile, SyncAnswer::Timeout, SyncAnswer::Busy] {
+    for answer in [SyncAnswer::Hostile, SyncAnswer::Timeout] {
         Fixture::new().with(Mode::Share, |e, hyp, _, fx| {
             let _ = e.map(30 * PAGE_SIZE, 2 * PAGE_SIZE, Dir::ToDevice, true);
             hyp.answer_sync(answer);
@@ -456,6 +705,73 @@ pub fn failed_unshare_breaks_the_engine(c: &dyn Check) {
             );
         });
     }
+}
+
+/// `BUSY` is transient (the ABI says: retry the same call). A `SYNC`,
+/// `SHARE` or `UNSHARE` answered `BUSY` a few times is retried until it
+/// succeeds, and the engine stays sound; a hypervisor that stays `BUSY`
+/// fails the call after a bounded number of tries, like one that does
+/// not answer, and breaks the engine rather than hanging it.
+pub fn busy_is_retried(c: &dyn Check) {
+    Fixture::new().with(Mode::Share, |e, hyp, _, fx| {
+        let _ = e.map(30 * PAGE_SIZE, 2 * PAGE_SIZE, Dir::ToDevice, true);
+        hyp.busy_then_ok(3);
+        let mut b = Batch::default();
+        e.unmap(30 * PAGE_SIZE, 2 * PAGE_SIZE, Dir::ToDevice, true, &mut b);
+        c.check(
+            e.finish(b).is_ok(),
+            "the unmap succeeds once SYNC stops answering BUSY",
+        );
+        c.check(
+            hyp.count(Func::Sync) == 4,
+            "three BUSY SYNCs retried, then one that succeeds",
+        );
+        c.check(!e.is_broken(), "the engine is not broken by BUSY");
+        c.check(fx.entry(30) == 0 && fx.entry(31) == 0, "entries cleared");
+        c.check(
+            hyp.records.load(Ordering::Relaxed) == 2,
+            "the retried SYNC drained both records",
+        );
+        c.check(
+            fx.stats.unshare_errors.load(Ordering::Relaxed) == 0
+                && fx.stats.pages_leaked.load(Ordering::Relaxed) == 0,
+            "no unshare error and no leaked page",
+        );
+    });
+    Fixture::new().with(Mode::Sync, |e, hyp, _, _| {
+        hyp.busy_then_ok(2);
+        let r = e.map(50 * PAGE_SIZE, PAGE_SIZE, Dir::ToDevice, true);
+        c.check(r.is_ok(), "a SHARE answered BUSY twice is retried");
+        c.check(hyp.count(Func::Share) == 3, "three SHARE calls");
+        hyp.busy_then_ok(2);
+        let mut b = Batch::default();
+        e.unmap(50 * PAGE_SIZE, PAGE_SIZE, Dir::ToDevice, true, &mut b);
+        c.check(e.finish(b).is_ok(), "the unmap succeeds");
+        c.check(
+            !e.is_broken(),
+            "an UNSHARE answered BUSY twice is retried, not fatal",
+        );
+        c.check(hyp.count(Func::Unshare) == 3, "three UNSHARE calls");
+    });
+    Fixture::new().with(Mode::Share, |e, hyp, _, fx| {
+        let _ = e.map(30 * PAGE_SIZE, 2 * PAGE_SIZE, Dir::ToDevice, true);
+        hyp.answer_sync(SyncAnswer::Busy);
+        let mut b = Batch::default();
+        e.unmap(30 * PAGE_SIZE, 2 * PAGE_SIZE, Dir::ToDevice, true, &mut b);
+        c.check(
+            e.finish(b).is_err(),
+            "a SYNC that stays BUSY fails the unmap",
+        );
+        c.check(
+            hyp.count(Func::Sync) == BUSY_TRIES,
+            "after a bounded number of tries",
+        );
+        c.check(e.is_broken(), "and breaks the engine");
+        c.check(
+            fx.stats.pages_leaked.load(Ordering::Relaxed) == 2,
+            "both pages accounted as leaked",
+        );
+    });
 }
 
 /// `sync` mode follows the hypervisor's partial progress.
@@ -516,14 +832,21 @@ pub const CASES: &[(&str, Case)] = &[
         "entry_is_union_of_live_mappings",
         entry_is_union_of_live_mappings,
     ),
+    (
+        "unmap_revokes_what_map_granted",
+        unmap_revokes_what_map_granted,
+    ),
     ("sub_page_buffers_bounce", sub_page_buffers_bounce),
     ("page_crossing_buffer_bounces", page_crossing_buffer_bounces),
+    ("bounce_slots_never_leak", bounce_slots_never_leak),
     ("one_sync_per_unmap_call", one_sync_per_unmap_call),
+    ("one_sync_per_virtio_buffer", one_sync_per_virtio_buffer),
     ("full_ring_forces_a_sync", full_ring_forces_a_sync),
     (
         "failed_unshare_breaks_the_engine",
         failed_unshare_breaks_the_engine,
     ),
+    ("busy_is_retried", busy_is_retried),
     (
         "sync_mode_follows_partial_progress",
         sync_mode_follows_partial_progress,

@@ -33,11 +33,15 @@ macro_rules! cases {
 cases!(
     map_is_exit_free,
     entry_is_union_of_live_mappings,
+    unmap_revokes_what_map_granted,
     sub_page_buffers_bounce,
     page_crossing_buffer_bounces,
+    bounce_slots_never_leak,
     one_sync_per_unmap_call,
+    one_sync_per_virtio_buffer,
     full_ring_forces_a_sync,
     failed_unshare_breaks_the_engine,
+    busy_is_retried,
     sync_mode_follows_partial_progress,
     pool_exhaustion_is_an_error,
 );
