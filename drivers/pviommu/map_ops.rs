@@ -68,7 +68,7 @@ impl Devices {
         }
         for dev in self.slots.iter().filter_map(SetOnce::as_ref) {
             pr_err!(
-                "{:?}: stopped: the hypervisor failed an unshare, so the host may still reach released memory; its I/O now fails\n",
+                "{:?}: marked broken: the hypervisor failed an unshare, so the host may still reach released memory; its I/O now fails\n",
                 dev.name()
             );
             dev.break_device();

@@ -13,6 +13,11 @@ on both the guest's TAP and the hypervisor's counters:
   point passes and the host view saw no violation;
 - ``adversarial``: ``share`` with the adversarial host; every attack on an
   unmapped buffer is denied;
+- ``fault-sync`` / ``fault-unshare``: the hypervisor fails a ``SYNC`` or an
+  ``UNSHARE``; the guest's fail-safe test points (``guest-faults/``) must
+  pass: the disk is stopped, nothing written is lost;
+- ``busy-sync`` / ``busy-unshare``: the hypervisor answers ``BUSY`` 200
+  times; the guest retries and every workload passes;
 - ``plain``: plain virtio, no ``iommu_platform`` and no mailbox device (so
   no working pviommu in the guest): the guest never shares
   anything, so the hypervisor must report violations (the negative
@@ -87,6 +92,12 @@ SCENARIOS = {
                  scripts="guest-faults"),
         Scenario("fault-unshare", mode="sync", flags=["--fail-unshares", "1"], expect="fault",
                  scripts="guest-faults"),
+        # BUSY is transient (the ABI says retry): the guest retries and
+        # every workload passes, nothing is stopped.
+        Scenario("busy-sync", mode="share", flags=["--busy-syncs", "200"],
+                 cmdline="PART_MIB=1 ROUNDS=1"),
+        Scenario("busy-unshare", mode="sync", flags=["--busy-unshares", "200"],
+                 cmdline="PART_MIB=1 ROUNDS=1"),
         # Degraded but correct hypervisors: partial progress and slow drains.
         # Every hypercall is slower here, so the workloads are shortened
         # (the kernel hands unknown NAME=value parameters to /init's
@@ -282,8 +293,8 @@ def check_counters(sc, c, problems):
         if dev["violations"] == 0:
             problems.append("plain virtio caused no violation: enforcement is not working")
         return
+    f = c.get("faults", {})
     if sc.expect == "fault":
-        f = c.get("faults", {})
         if f.get("syncs_failed", 0) + f.get("unshares_failed", 0) == 0:
             problems.append("no fault was injected")
         if dev["violations"] or hyp["violations"]:
@@ -296,6 +307,9 @@ def check_counters(sc, c, problems):
         return
     if dev["violations"]:
         problems.append("%d device accesses violated the host view" % dev["violations"])
+    busy = [x for x in ("--busy-syncs", "--busy-unshares") if x in sc.flags]
+    if busy and f.get("syncs_busy", 0) + f.get("unshares_busy", 0) == 0:
+        problems.append("no BUSY was injected")
     if dev["requests_ioerr"] or dev["requests_dropped"] or dev["malformed_chains"]:
         problems.append("device errors: %d ioerr, %d dropped, %d malformed" % (
             dev["requests_ioerr"], dev["requests_dropped"], dev["malformed_chains"]))
@@ -347,7 +361,7 @@ def run_scenario(sc, kernel, timeout, append="", modules=(), queues=1):
     console, tap = qemu.read("console"), qemu.read("tap")
     problems = []
     tap_result = None
-    if sc.expect in ("pass", "unchecked"):
+    if sc.expect in ("pass", "unchecked", "fault"):
         tap_result = bootlib.parse_tap(tap)
         problems += tap_result.problems
         problems += ["not ok " + t for t in tap_result.failed]

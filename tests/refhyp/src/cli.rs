@@ -24,6 +24,8 @@ pub struct Options {
     pub adversarial: bool,
     pub fail_syncs: u64,
     pub fail_unshares: u64,
+    pub busy_syncs: u64,
+    pub busy_unshares: u64,
     pub partial_unshare: Option<u64>,
     pub drain_delay: Duration,
     pub counters: Option<PathBuf>,
@@ -38,6 +40,7 @@ usage: pviommu-refhyp --ram-file PATH --ram-size SIZE --ivshmem-socket PATH
                       [--ivshmem-size SIZE] [--ivshmem-vectors N]
                       [--blk-socket PATH --blk-image FILE] [--blk-queues N]
                       [--adversarial] [--fail-syncs N] [--fail-unshares N]
+                      [--busy-syncs N] [--busy-unshares N]
                       [--partial-unshare PAGES] [--drain-delay-ms N]
                       [--counters PATH] [--no-enforce] [--keep-ram-file]
 SIZE takes a K, M or G suffix (powers of 1024).
@@ -78,6 +81,8 @@ impl Options {
             adversarial: false,
             fail_syncs: 0,
             fail_unshares: 0,
+            busy_syncs: 0,
+            busy_unshares: 0,
             partial_unshare: None,
             drain_delay: Duration::ZERO,
             counters: None,
@@ -115,6 +120,8 @@ impl Options {
                         }
                         "--fail-syncs" => o.fail_syncs = parse_num(&opt, &val)?,
                         "--fail-unshares" => o.fail_unshares = parse_num(&opt, &val)?,
+                        "--busy-syncs" => o.busy_syncs = parse_num(&opt, &val)?,
+                        "--busy-unshares" => o.busy_unshares = parse_num(&opt, &val)?,
                         "--partial-unshare" => o.partial_unshare = Some(parse_num(&opt, &val)?),
                         "--drain-delay-ms" => {
                             o.drain_delay = Duration::from_millis(parse_num(&opt, &val)?)

@@ -43,6 +43,8 @@ pub struct DeviceCounters {
 pub struct FaultCounters {
     pub syncs_failed: u64,
     pub unshares_failed: u64,
+    pub syncs_busy: u64,
+    pub unshares_busy: u64,
     pub unshares_truncated: u64,
     pub drains_delayed: u64,
 }
@@ -94,6 +96,8 @@ impl FaultCounters {
             &[
                 ("syncs_failed", self.syncs_failed),
                 ("unshares_failed", self.unshares_failed),
+                ("syncs_busy", self.syncs_busy),
+                ("unshares_busy", self.unshares_busy),
                 ("unshares_truncated", self.unshares_truncated),
                 ("drains_delayed", self.drains_delayed),
             ],

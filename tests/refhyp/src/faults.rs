@@ -14,10 +14,16 @@ use crate::counters::FaultCounters;
 /// Which faults to inject, from the command line, and what was injected.
 #[derive(Debug, Default)]
 pub struct FaultPlan {
-    /// Refuse this many more `SYNC` calls with `BUSY`.
+    /// Fail this many more `SYNC` calls (`NO_MEMORY`: the hypervisor
+    /// could not revoke, which the guest must contain).
     pub fail_syncs: u64,
-    /// Refuse this many more `UNSHARE` calls with `BUSY`.
+    /// Fail this many more `UNSHARE` calls (`NO_MEMORY`).
     pub fail_unshares: u64,
+    /// Answer this many more `SYNC` calls `BUSY` (transient: the guest
+    /// retries and must lose nothing).
+    pub busy_syncs: u64,
+    /// Answer this many more `UNSHARE` calls `BUSY`.
+    pub busy_unshares: u64,
     /// Pass at most this many pages to each `UNSHARE`; the state machine
     /// then reports the smaller count as partial progress.
     pub partial_unshare: Option<u64>,
@@ -45,11 +51,21 @@ impl FaultPlan {
             Some(Func::Sync) if self.fail_syncs > 0 => {
                 self.fail_syncs -= 1;
                 self.counters.syncs_failed += 1;
-                Verdict::Refuse(Status::Busy)
+                Verdict::Refuse(Status::NoMemory)
             }
             Some(Func::Unshare) if self.fail_unshares > 0 => {
                 self.fail_unshares -= 1;
                 self.counters.unshares_failed += 1;
+                Verdict::Refuse(Status::NoMemory)
+            }
+            Some(Func::Sync) if self.busy_syncs > 0 => {
+                self.busy_syncs -= 1;
+                self.counters.syncs_busy += 1;
+                Verdict::Refuse(Status::Busy)
+            }
+            Some(Func::Unshare) if self.busy_unshares > 0 => {
+                self.busy_unshares -= 1;
+                self.counters.unshares_busy += 1;
                 Verdict::Refuse(Status::Busy)
             }
             Some(Func::Unshare) => {
@@ -90,10 +106,25 @@ mod tests {
             ..Default::default()
         };
         let sync = Func::Sync as u32;
-        assert_eq!(p.before_call(sync, [0; 6]), Verdict::Refuse(Status::Busy));
-        assert_eq!(p.before_call(sync, [0; 6]), Verdict::Refuse(Status::Busy));
+        assert_eq!(p.before_call(sync, [0; 6]), Verdict::Refuse(Status::NoMemory));
+        assert_eq!(p.before_call(sync, [0; 6]), Verdict::Refuse(Status::NoMemory));
         assert_eq!(p.before_call(sync, [0; 6]), Verdict::Forward([0; 6]));
         assert_eq!(p.counters.syncs_failed, 2);
+    }
+
+    #[test]
+    fn busy_is_not_a_failure() {
+        let mut p = FaultPlan {
+            busy_syncs: 1,
+            busy_unshares: 1,
+            ..Default::default()
+        };
+        let (sync, unshare) = (Func::Sync as u32, Func::Unshare as u32);
+        assert_eq!(p.before_call(sync, [0; 6]), Verdict::Refuse(Status::Busy));
+        assert_eq!(p.before_call(sync, [0; 6]), Verdict::Forward([0; 6]));
+        assert_eq!(p.before_call(unshare, [1, 1, 0, 0, 0, 0]), Verdict::Refuse(Status::Busy));
+        assert_eq!((p.counters.syncs_busy, p.counters.syncs_failed), (1, 0));
+        assert_eq!(p.counters.unshares_busy, 1);
     }
 
     #[test]

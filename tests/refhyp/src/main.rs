@@ -100,6 +100,8 @@ fn run(o: Options) -> io::Result<()> {
     let faults = FaultPlan {
         fail_syncs: o.fail_syncs,
         fail_unshares: o.fail_unshares,
+        busy_syncs: o.busy_syncs,
+        busy_unshares: o.busy_unshares,
         partial_unshare: o.partial_unshare,
         drain_delay: o.drain_delay,
         ..Default::default()

@@ -203,19 +203,24 @@ fn out_of_range_frames_are_refused() {
 
 #[test]
 fn fault_injection_fails_syncs_and_unshares() {
-    let h = Refhyp::start("faults", &["--fail-syncs", "2", "--fail-unshares", "1"]);
+    let h = Refhyp::start(
+        "faults",
+        &["--fail-syncs", "2", "--fail-unshares", "1", "--busy-syncs", "1"],
+    );
     let mut g = Guest::connect(&h);
     g.init();
-    assert_eq!(g.call(FUNC_SYNC, [0; 6]).0, ST_BUSY);
+    assert_eq!(g.call(FUNC_SYNC, [0; 6]).0, ST_NO_MEMORY);
+    assert_eq!(g.call(FUNC_SYNC, [0; 6]).0, ST_NO_MEMORY);
     assert_eq!(g.call(FUNC_SYNC, [0; 6]).0, ST_BUSY);
     assert_eq!(g.call(FUNC_SYNC, [0; 6]).0, ST_SUCCESS);
     assert_eq!(g.call(FUNC_SHARE, [0x500, 4, 3, 0, 0, 0]).0, ST_SUCCESS);
-    assert_eq!(g.call(FUNC_UNSHARE, [0x500, 4, 0, 0, 0, 0]).0, ST_BUSY);
+    assert_eq!(g.call(FUNC_UNSHARE, [0x500, 4, 0, 0, 0, 0]).0, ST_NO_MEMORY);
     let (st, ret) = g.call(FUNC_UNSHARE, [0x500, 4, 0, 0, 0, 0]);
     assert_eq!((st, ret[0]), (ST_SUCCESS, 4));
     let c = h.stop();
     assert_eq!(c.get("faults", "syncs_failed"), 2);
     assert_eq!(c.get("faults", "unshares_failed"), 1);
+    assert_eq!(c.get("faults", "syncs_busy"), 1);
     assert_eq!(c.get("hyp", "pages_unshared"), 4);
 }
 

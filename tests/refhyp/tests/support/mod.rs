@@ -47,6 +47,7 @@ pub const ST_NOT_SUPPORTED: i64 = -1;
 pub const ST_INVALID: i64 = -2;
 pub const ST_DENIED: i64 = -3;
 pub const ST_BUSY: i64 = -4;
+pub const ST_NO_MEMORY: i64 = -5;
 pub const PERM_NONE: u8 = 0;
 pub const PERM_READ: u8 = 1;
 pub const PERM_RW: u8 = 3;
