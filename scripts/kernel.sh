@@ -81,7 +81,7 @@ prepare_debian_tree() {
 		# the build stays incremental.
 		git -C "$src" am --abort >/dev/null 2>&1 || true
 		git -C "$src" reset -q --hard pristine
-		git -C "$src" clean -q -fd -e .pviommu-pristine
+		git -C "$src" clean -q -ffdx -e .pviommu-pristine
 		local p
 		for p in "$patches_dir"/*.patch; do
 			if ! git -C "$src" -c user.name=pviommu -c user.email=pviommu@localhost \

@@ -4,6 +4,8 @@
 : "${PVIOMMU_CACHE:=${XDG_CACHE_HOME:-$HOME/.cache}/pviommu}"
 : "${PVIOMMU_TOOLS:=$PVIOMMU_CACHE/tools}"
 BINDGEN_VERSION=0.73.0
+PLY_VERSION=3.11
+GITPYTHON_VERSION=3.2.1
 # The LLVM toolchain of the kernel build, as the kernel's LLVM=-19 names
 # it: Linux 7.x needs LLVM >= 17, Debian 12 has 19 as clang-19 & co.
 : "${LLVM_SUFFIX:=-19}"

@@ -58,4 +58,14 @@ if [ "$("$PVIOMMU_TOOLS/bin/bindgen" --version 2>/dev/null)" != "bindgen $BINDGE
 		die "cargo install bindgen-cli $BINDGEN_VERSION failed: check that crates.io is reachable and libclang-19-dev is installed"
 fi
 
+# checkpatch.pl runs scripts/spdxcheck.py on new files, which imports ply
+# and GitPython: install them for the python3 on PATH (Debian's packages
+# only reach Debian's own python3).
+if ! python3 -c 'import ply, git' 2>/dev/null; then
+	say "installing ply and GitPython for checkpatch's SPDX check"
+	python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+		"ply==$PLY_VERSION" "GitPython==$GITPYTHON_VERSION" ||
+		die "pip install ply GitPython failed: check that PyPI is reachable"
+fi
+
 say "set-up complete"

@@ -5,7 +5,6 @@
 //! `logic/`. Each submodule turns raw pointers into safe values once, with
 //! a SAFETY comment saying why that is sound.
 
-pub(crate) mod debugfs;
 pub(crate) mod mem;
 pub(crate) mod params;
 pub(crate) mod pci;

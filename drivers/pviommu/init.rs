@@ -9,7 +9,8 @@ use kernel::interrupt::local_interrupt_disable;
 use kernel::prelude::*;
 use kernel::sync::SetOnce;
 
-use crate::ffi::{debugfs, mem, params, pci, virtio::Callback};
+use crate::debugfs;
+use crate::ffi::{mem, params, pci, virtio::Callback};
 use crate::hyp_abi::call::{Func, ABI_MAJOR, ABI_MINOR};
 use crate::hyp_abi::check::{check_status, check_version};
 use crate::hyp_abi::layout::{RING_HEADER_SIZE, RING_ORDER_MAX, RING_ORDER_MIN};

@@ -9,12 +9,14 @@
 //! crate) and `hyp_abi` (the ABI, shared with the reference hypervisor)
 //! are included by path.
 
+mod debugfs;
 mod ffi;
 #[path = "../../hyp-abi/src/lib.rs"]
 pub mod hyp_abi;
 mod init;
 #[path = "logic/src/lib.rs"]
 pub mod logic;
+mod map_bench;
 mod map_ops;
 #[cfg(CONFIG_PVIOMMU_KUNIT_TEST)]
 mod tests;

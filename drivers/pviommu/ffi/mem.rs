@@ -60,6 +60,13 @@ impl Contig {
     }
 }
 
+/// The physical address of a kmalloc'ed vector's buffer.
+pub(crate) fn phys_of_kvec(v: &kernel::alloc::KVec<u8>) -> u64 {
+    // SAFETY: a `KVec` lives in kmalloc memory, which is in the direct
+    // map, so `virt_to_phys` is defined for its pointer.
+    unsafe { bindings::virt_to_phys(v.as_ptr().cast_mut().cast()) }
+}
+
 /// Copies between physical ranges through the direct map.
 pub(crate) struct PhysCopier;
 

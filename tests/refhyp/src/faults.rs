@@ -106,8 +106,14 @@ mod tests {
             ..Default::default()
         };
         let sync = Func::Sync as u32;
-        assert_eq!(p.before_call(sync, [0; 6]), Verdict::Refuse(Status::NoMemory));
-        assert_eq!(p.before_call(sync, [0; 6]), Verdict::Refuse(Status::NoMemory));
+        assert_eq!(
+            p.before_call(sync, [0; 6]),
+            Verdict::Refuse(Status::NoMemory)
+        );
+        assert_eq!(
+            p.before_call(sync, [0; 6]),
+            Verdict::Refuse(Status::NoMemory)
+        );
         assert_eq!(p.before_call(sync, [0; 6]), Verdict::Forward([0; 6]));
         assert_eq!(p.counters.syncs_failed, 2);
     }
@@ -122,7 +128,10 @@ mod tests {
         let (sync, unshare) = (Func::Sync as u32, Func::Unshare as u32);
         assert_eq!(p.before_call(sync, [0; 6]), Verdict::Refuse(Status::Busy));
         assert_eq!(p.before_call(sync, [0; 6]), Verdict::Forward([0; 6]));
-        assert_eq!(p.before_call(unshare, [1, 1, 0, 0, 0, 0]), Verdict::Refuse(Status::Busy));
+        assert_eq!(
+            p.before_call(unshare, [1, 1, 0, 0, 0, 0]),
+            Verdict::Refuse(Status::Busy)
+        );
         assert_eq!((p.counters.syncs_busy, p.counters.syncs_failed), (1, 0));
         assert_eq!(p.counters.unshares_busy, 1);
     }

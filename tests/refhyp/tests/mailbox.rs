@@ -205,7 +205,14 @@ fn out_of_range_frames_are_refused() {
 fn fault_injection_fails_syncs_and_unshares() {
     let h = Refhyp::start(
         "faults",
-        &["--fail-syncs", "2", "--fail-unshares", "1", "--busy-syncs", "1"],
+        &[
+            "--fail-syncs",
+            "2",
+            "--fail-unshares",
+            "1",
+            "--busy-syncs",
+            "1",
+        ],
     );
     let mut g = Guest::connect(&h);
     g.init();

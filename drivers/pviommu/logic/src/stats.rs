@@ -19,7 +19,7 @@ macro_rules! counters {
             }
 
             /// Calls `f(name, counter)` for every counter, in order.
-            pub fn for_each(&self, mut f: impl FnMut(&'static str, &AtomicU64)) {
+            pub fn for_each<'s>(&'s self, mut f: impl FnMut(&'static str, &'s AtomicU64)) {
                 $(f(stringify!($name), &self.$name);)+
             }
         }

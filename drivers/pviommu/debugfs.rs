@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `/sys/kernel/debug/pviommu/`: one read-only file per counter, and the
+//! map/unmap microbenchmark (`map_bench`), on `kernel::debugfs`.
+
+use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::debugfs::Dir;
+use kernel::prelude::*;
+
+use crate::logic::stats::Stats;
+use crate::map_bench;
+
+/// Longest counter name, NUL included.
+const NAME_MAX: usize = 32;
+
+fn show(counter: &&'static AtomicU64, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(f, "{}", counter.load(Ordering::Relaxed))
+}
+
+/// Keeps a debugfs file for the kernel's lifetime: the counters and the
+/// driver are never torn down.
+fn keep<T>(file: impl PinInit<T, Error>) {
+    match KBox::pin_init(file, GFP_KERNEL) {
+        Ok(f) => core::mem::forget(f),
+        Err(e) => pr_warn!("debugfs: cannot create a file ({:?})\n", e),
+    }
+}
+
+/// Creates the directory and its files. Failures only cost the files:
+/// the driver works without them.
+pub(crate) fn register(stats: &'static Stats) {
+    let dir = Dir::new(c"pviommu");
+    stats.for_each(|name, counter| {
+        let mut buf = [0u8; NAME_MAX];
+        let n = name.len().min(NAME_MAX - 1);
+        buf[..n].copy_from_slice(&name.as_bytes()[..n]);
+        let Ok(cname) = CStr::from_bytes_until_nul(&buf) else {
+            return;
+        };
+        keep(dir.read_callback_file(cname, Ok::<_, Error>(counter), &show));
+    });
+    keep(dir.read_write_callback_file(
+        c"map_bench",
+        Ok::<_, Error>(&map_bench::LAST),
+        &map_bench::show,
+        &map_bench::run,
+    ));
+    // The files hold references to the directory's entry.
+    core::mem::forget(dir);
+}
