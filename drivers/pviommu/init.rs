@@ -18,6 +18,7 @@ use crate::hyp_abi::ring::{Producer, RingHeader, RingSlot};
 use crate::hyp_abi::tracker::PageTracker;
 use crate::logic::engine::{Config, Engine};
 use crate::logic::mailbox::Mailbox;
+use crate::logic::policy::OnRevokeFailure;
 use crate::logic::pool::Pool;
 use crate::logic::stats::Stats;
 use crate::map_ops::Devices;
@@ -32,6 +33,8 @@ pub(crate) struct Pviommu {
     pub(crate) engine: KernelEngine,
     /// The virtio devices to stop if an unshare fails.
     pub(crate) devices: Devices,
+    /// What to do when a revocation fails (`pviommu.on_revoke_failure`).
+    pub(crate) on_revoke_failure: OnRevokeFailure,
 }
 
 static DRIVER: SetOnce<Pviommu> = SetOnce::new();
@@ -97,6 +100,13 @@ fn probe(dev: pci::MailboxDevice) -> Result {
     let p = params::read();
     let Ok(mode) = p.mode else {
         pr_err!("{:?}: pviommu.mode must be share, bounce or sync\n", name);
+        return Err(EINVAL);
+    };
+    let Ok(on_revoke_failure) = p.on_revoke_failure else {
+        pr_err!(
+            "{:?}: pviommu.on_revoke_failure must be panic or stop\n",
+            name
+        );
         return Err(EINVAL);
     };
     if !(RING_ORDER_MIN..=RING_ORDER_MAX).contains(&p.ring_order) {
@@ -236,6 +246,7 @@ fn probe(dev: pci::MailboxDevice) -> Result {
     if !DRIVER.populate(Pviommu {
         engine,
         devices: Devices::new(),
+        on_revoke_failure,
     }) {
         return Err(ENODEV);
     }

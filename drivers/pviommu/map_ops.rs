@@ -16,7 +16,7 @@ use crate::ffi::virtio::{Access, MemAccess, VirtioDevice};
 use crate::ffi::virtio_map::{CoherentSource, Direction, Keep, MapOps, Release};
 use crate::init::{required, Pviommu};
 use crate::logic::engine::DmaError;
-use crate::logic::policy::{Dir, Mode};
+use crate::logic::policy::{Dir, Mode, OnRevokeFailure};
 
 /// How many virtio devices the driver can stop after a failed unshare.
 const MAX_DEVICES: usize = 32;
@@ -98,16 +98,30 @@ fn dir(d: Direction) -> Dir {
 }
 
 impl Pviommu {
-    /// Runs `f` with interrupts off, then stops the devices if the engine
-    /// broke: it can no longer protect what it released.
+    /// Runs `f` with interrupts off, then contains a broken engine: it
+    /// can no longer revoke what the guest released.
     fn run<R>(&self, f: impl FnOnce(&Self) -> R) -> R {
         let irq = local_interrupt_disable();
         let r = f(self);
         drop(irq);
         if self.engine.is_broken() {
-            self.devices.stop_all();
+            self.contain();
         }
         r
+    }
+
+    /// The hypervisor failed a revocation (after the transient answers
+    /// were retried): memory the guest released, which its owner gets
+    /// back now, may still be reachable by the host. Unless the
+    /// administrator said the host is trusted not to use that, the guest
+    /// stops here, before anyone can reuse the memory.
+    fn contain(&self) {
+        match self.on_revoke_failure {
+            OnRevokeFailure::Panic => crate::ffi::platform::panic(
+                c"the hypervisor failed to revoke the host's access to released memory (pviommu.on_revoke_failure=panic)",
+            ),
+            OnRevokeFailure::Stop => self.devices.stop_all(),
+        }
     }
 }
 

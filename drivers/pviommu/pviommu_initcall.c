@@ -49,6 +49,14 @@ module_param_named(pool_kib, pviommu_param_pool_kib, uint, 0444);
 unsigned int pviommu_param_ring_order = 12;
 module_param_named(ring_order, pviommu_param_ring_order, uint, 0444);
 
+/*
+ * When the hypervisor fails to revoke the host's access to memory the
+ * guest released: panic (the guest stops before anyone reuses it) or
+ * stop (the virtio devices are stopped; the memory may still be reused).
+ */
+char *pviommu_param_on_revoke_failure = "panic";
+module_param_named(on_revoke_failure, pviommu_param_on_revoke_failure, charp, 0444);
+
 /* How long to wait for one hypercall, in milliseconds. */
 unsigned int pviommu_param_timeout_ms = 5000;
 module_param_named(timeout_ms, pviommu_param_timeout_ms, uint, 0444);

@@ -13,9 +13,13 @@ on both the guest's TAP and the hypervisor's counters:
   point passes and the host view saw no violation;
 - ``adversarial``: ``share`` with the adversarial host; every attack on an
   unmapped buffer is denied;
-- ``fault-sync`` / ``fault-unshare``: the hypervisor fails a ``SYNC`` or an
-  ``UNSHARE``; the guest's fail-safe test points (``guest-faults/``) must
-  pass: the disk is stopped, nothing written is lost;
+- ``fault-panic``: the hypervisor fails a ``SYNC``; the guest must panic
+  with the pviommu's message (``pviommu.on_revoke_failure=panic``, the
+  default) before any memory is reused;
+- ``fault-sync`` / ``fault-unshare``: the same with
+  ``on_revoke_failure=stop``, for ``SYNC`` or ``UNSHARE``; the guest's
+  fail-safe test points (``guest-faults/``) must pass: the disk is
+  stopped, nothing written is lost;
 - ``busy-sync`` / ``busy-unshare``: the hypervisor answers ``BUSY`` 200
   times; the guest retries and every workload passes;
 - ``plain``: plain virtio, no ``iommu_platform`` and no mailbox device (so
@@ -87,12 +91,16 @@ SCENARIOS = {
         # required=0: the driver then leaves virtio alone instead of
         # refusing it, as a kernel without the pviommu would.
         Scenario("plain", iommu=False, expect="violations", cmdline="pviommu.required=0"),
-        # Fault injection: a failed SYNC (share) or UNSHARE (sync) must stop
-        # the disk loudly, with no silent data loss, no panic, no violation.
+        # Fault injection. By default (on_revoke_failure=panic) a failed
+        # revocation panics the guest before the memory can be reused.
+        Scenario("fault-panic", mode="share", flags=["--fail-syncs", "1"], expect="panic"),
+        # With on_revoke_failure=stop, a failed SYNC (share) or UNSHARE
+        # (sync) must stop the disk loudly, with no silent data loss, no
+        # panic, no violation.
         Scenario("fault-sync", mode="share", flags=["--fail-syncs", "1"], expect="fault",
-                 scripts="guest-faults"),
+                 scripts="guest-faults", cmdline="pviommu.on_revoke_failure=stop"),
         Scenario("fault-unshare", mode="sync", flags=["--fail-unshares", "1"], expect="fault",
-                 scripts="guest-faults"),
+                 scripts="guest-faults", cmdline="pviommu.on_revoke_failure=stop"),
         # BUSY is transient (the ABI says retry): the guest retries and
         # every workload passes, nothing is stopped.
         Scenario("busy-sync", mode="share", flags=["--busy-syncs", "200"],
@@ -114,6 +122,10 @@ SCENARIOS = {
     ]
 }
 
+
+# What the guest prints when it contains a failed revocation by panicking.
+PANIC_MESSAGE = ("Kernel panic - not syncing: pviommu: the hypervisor failed to revoke "
+                 "the host's access to released memory")
 
 _BUILT = []
 
@@ -295,6 +307,12 @@ def check_counters(sc, c, problems, tap=""):
             problems.append("plain virtio caused no violation: enforcement is not working")
         return
     f = c.get("faults", {})
+    if sc.expect == "panic":
+        if f.get("syncs_failed", 0) == 0:
+            problems.append("no fault was injected")
+        if dev["violations"] or hyp["violations"]:
+            problems.append("%d violations before the panic" % hyp["violations"])
+        return
     if sc.expect == "fault":
         if f.get("syncs_failed", 0) + f.get("unshares_failed", 0) == 0:
             problems.append("no fault was injected")
@@ -371,7 +389,11 @@ def run_scenario(sc, kernel, timeout, append="", modules=(), queues=1):
         if qemu.timed_out:
             problems.append("timed out after %.0f s" % timeout)
     bad = bootlib.panic_in(console)
-    if bad:
+    if sc.expect == "panic":
+        if PANIC_MESSAGE not in console:
+            problems.append("no pviommu panic after a failed revocation (%s)" % (
+                bad or "the guest went on"))
+    elif bad:
         problems.append("kernel reported: " + bad)
     check_counters(sc, counters, problems, tap)
     if os.path.exists(hyp.ram_file):

@@ -7,10 +7,11 @@ use core::ffi::{c_char, c_uint, c_ulong, CStr};
 
 use kernel::str::CStrExt;
 
-use crate::logic::policy::Mode;
+use crate::logic::policy::{Mode, OnRevokeFailure};
 
 extern "C" {
     static pviommu_param_mode: *const c_char;
+    static pviommu_param_on_revoke_failure: *const c_char;
     static pviommu_param_strict: bool;
     static pviommu_param_lazy_max_pages: c_uint;
     static pviommu_param_bounce_threshold: c_uint;
@@ -25,6 +26,8 @@ extern "C" {
 pub(crate) struct Params {
     /// `pviommu.mode`, or `Err(())` for a value that is not a mode.
     pub(crate) mode: Result<Mode, ()>,
+    /// `pviommu.on_revoke_failure`, or `Err(())` for an unknown value.
+    pub(crate) on_revoke_failure: Result<OnRevokeFailure, ()>,
     pub(crate) strict: bool,
     pub(crate) lazy_max_pages: u64,
     pub(crate) bounce_threshold: u64,
@@ -42,16 +45,26 @@ pub(crate) struct Params {
 pub(crate) fn read() -> Params {
     // SAFETY: the statics are defined in pviommu_initcall.c with the types
     // declared above; nothing writes them after command-line parsing, and
-    // `pviommu_param_mode` is a NUL-terminated string (a literal or the
-    // command line's copy) that lives for the kernel's lifetime.
+    // `pviommu_param_mode` and `pviommu_param_on_revoke_failure` are
+    // NUL-terminated strings (literals or the command line's copies) that
+    // live for the kernel's lifetime.
     unsafe {
         let mode = if pviommu_param_mode.is_null() {
             Err(())
         } else {
             Mode::parse(CStr::from_char_ptr(pviommu_param_mode.cast()).to_bytes()).ok_or(())
         };
+        let on_revoke_failure = if pviommu_param_on_revoke_failure.is_null() {
+            Err(())
+        } else {
+            OnRevokeFailure::parse(
+                CStr::from_char_ptr(pviommu_param_on_revoke_failure.cast()).to_bytes(),
+            )
+            .ok_or(())
+        };
         Params {
             mode,
+            on_revoke_failure,
             strict: pviommu_param_strict,
             lazy_max_pages: pviommu_param_lazy_max_pages.into(),
             bounce_threshold: pviommu_param_bounce_threshold.into(),

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! What the mailbox transport needs from the CPU: the doorbell register
-//! and a clock.
+//! What the mailbox transport needs from the CPU (the doorbell register
+//! and a clock), and the kernel panic of the containment policy.
 
+use core::ffi::CStr;
 use kernel::bindings;
 use kernel::ffi::c_void;
+use kernel::str::CStrExt;
 
 use crate::logic::mailbox::Platform;
 
@@ -57,4 +59,11 @@ impl Platform for KernelPlatform {
         // so the CPU cannot change under them.
         unsafe { bindings::raw_smp_processor_id() }
     }
+}
+
+/// Panics the kernel with `reason` (prefixed with "pviommu: ").
+pub(crate) fn panic(reason: &CStr) -> ! {
+    // SAFETY: a constant format whose one `%s` is matched by a
+    // NUL-terminated string; `panic()` may be called from any context.
+    unsafe { bindings::panic(c"pviommu: %s".as_char_ptr(), reason.as_char_ptr()) }
 }

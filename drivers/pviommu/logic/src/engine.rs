@@ -17,7 +17,9 @@
 //! Failure policy: an unshare that the hypervisor fails, refuses or does
 //! not confirm marks the engine broken: the pages stay accounted as shared
 //! (`pages_leaked`), and every later map fails, so a device cannot go on
-//! using memory the guest can no longer protect. A `BUSY` answer is not a
+//! using memory the guest can no longer protect. The driver then contains
+//! what the engine cannot (the memory goes back to its owner): it panics,
+//! or stops the devices (`pviommu.on_revoke_failure`). A `BUSY` answer is not a
 //! failure: the ABI makes it transient, so the call is made again, up to
 //! [`BUSY_TRIES`] times.
 

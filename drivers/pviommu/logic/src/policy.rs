@@ -39,6 +39,39 @@ impl Mode {
     }
 }
 
+/// What the driver does when the hypervisor fails to revoke the host's
+/// access to memory the guest released (`pviommu.on_revoke_failure=`).
+///
+/// The unmap cannot fail: the memory goes back to its owner, who may
+/// reuse it for secrets the host can then still read or change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnRevokeFailure {
+    /// Panic: the guest stops before the memory can be reused (safe).
+    Panic,
+    /// Stop the virtio devices and go on; the memory may be reused while
+    /// the host can still reach it (only for a host trusted not to).
+    Stop,
+}
+
+impl OnRevokeFailure {
+    /// Parses the `pviommu.on_revoke_failure=` value.
+    pub fn parse(s: &[u8]) -> Option<Self> {
+        match s {
+            b"panic" => Some(Self::Panic),
+            b"stop" => Some(Self::Stop),
+            _ => None,
+        }
+    }
+
+    /// The name used on the command line and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Panic => "panic",
+            Self::Stop => "stop",
+        }
+    }
+}
+
 /// DMA direction, as the DMA API passes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dir {
