@@ -11,7 +11,7 @@ use kernel::sync::SetOnce;
 
 use crate::debugfs;
 use crate::ffi::{mem, params, pci, virtio::Callback};
-use crate::hyp_abi::call::{Func, ABI_MAJOR, ABI_MINOR};
+use crate::hyp_abi::call::{Func, ABI_MAJOR, ABI_MINOR, FEATURE_APPLY};
 use crate::hyp_abi::check::{check_status, check_version};
 use crate::hyp_abi::layout::{RING_HEADER_SIZE, RING_ORDER_MAX, RING_ORDER_MIN};
 use crate::hyp_abi::ring::{Producer, RingHeader, RingSlot};
@@ -233,6 +233,7 @@ fn probe(dev: pci::MailboxDevice) -> Result {
         strict: p.strict,
         lazy_max_pages: p.lazy_max_pages,
         bounce_threshold: p.bounce_threshold,
+        apply: version.features & FEATURE_APPLY != 0,
     };
     let engine = Engine::new(
         cfg,
@@ -252,7 +253,7 @@ fn probe(dev: pci::MailboxDevice) -> Result {
     }
     debugfs::register(&STATS);
     pr_info!(
-        "{:?}: ready: ABI {}.{}, {} mode, {} unmap, table {} frames, ring {} records, pool {} KiB\n",
+        "{:?}: ready: ABI {}.{}, {} mode, {} unmap, table {} frames, ring {} records, pool {} KiB, on revoke failure: {}\n",
         name,
         version.major,
         version.minor,
@@ -260,7 +261,14 @@ fn probe(dev: pci::MailboxDevice) -> Result {
         if p.strict { "strict" } else { "lazy (unsafe against a malicious host)" },
         frames,
         records,
-        pool_pages * 4
+        pool_pages * 4,
+        on_revoke_failure.name()
     );
+    if !cfg.apply {
+        pr_warn!(
+            "{:?}: the hypervisor has no APPLY (ABI 1.1): a full ring held by a descheduled vCPU makes the others wait\n",
+            name
+        );
+    }
     Ok(())
 }

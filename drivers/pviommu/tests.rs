@@ -39,11 +39,11 @@ fn failures(case: &'static str, test: Case) -> u32 {
 mod abi {
     use crate::hyp_abi::call::{ABI_MAJOR, ABI_MINOR, ABI_VERSION};
 
-    /// The driver speaks ABI 1.0, encoded as `VERSION` returns it.
+    /// The driver speaks ABI 1.1, encoded as `VERSION` returns it.
     #[test]
-    fn abi_version_is_1_0() {
-        assert_eq!((ABI_MAJOR, ABI_MINOR), (1, 0));
-        assert_eq!(ABI_VERSION, 0x0001_0000);
+    fn abi_version_is_1_1() {
+        assert_eq!((ABI_MAJOR, ABI_MINOR), (1, 1));
+        assert_eq!(ABI_VERSION, 0x0001_0001);
         assert!(ABI_VERSION >> 16 == u32::from(ABI_MAJOR));
     }
 }
@@ -139,6 +139,17 @@ mod engine {
     }
 
     #[test]
+    fn unpublished_record_blocks_no_revocation() {
+        assert_eq!(
+            failures(
+                stringify!(unpublished_record_blocks_no_revocation),
+                selftest::unpublished_record_blocks_no_revocation
+            ),
+            0
+        );
+    }
+
+    #[test]
     fn full_ring_forces_a_sync() {
         assert_eq!(
             failures(
@@ -201,6 +212,7 @@ mod engine {
             "bounce_slots_never_leak",
             "one_sync_per_unmap_call",
             "one_sync_per_virtio_buffer",
+            "unpublished_record_blocks_no_revocation",
             "full_ring_forces_a_sync",
             "failed_unshare_breaks_the_engine",
             "busy_is_retried",

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * pviommu guest/hypervisor ABI v1.0, for hypervisor implementers.
+ * pviommu guest/hypervisor ABI v1.1, for hypervisor implementers.
  *
  * Normative text: Documentation/virt/pviommu/abi.rst. This header mirrors
  * the Rust crate hyp-abi/ (the source of truth); hyp-abi/tests/header.rs
@@ -22,9 +22,12 @@
 
 /* Versioning. */
 #define PVIOMMU_ABI_MAJOR		1
-#define PVIOMMU_ABI_MINOR		0
+#define PVIOMMU_ABI_MINOR		1
 #define PVIOMMU_ABI_VERSION		((PVIOMMU_ABI_MAJOR << 16) | PVIOMMU_ABI_MINOR)
-#define PVIOMMU_FEATURES_KNOWN		0ULL
+
+/* Feature bits (VERSION r1, mailbox header); undefined bits are reserved. */
+#define PVIOMMU_FEATURE_APPLY		(1ULL << 0)	/* APPLY (1.1) */
+#define PVIOMMU_FEATURES_KNOWN		PVIOMMU_FEATURE_APPLY
 
 /* Granule. */
 #define PVIOMMU_PAGE_SHIFT		12
@@ -44,6 +47,7 @@
 #define PVIOMMU_FUNC_SHARE		3
 #define PVIOMMU_FUNC_UNSHARE		4
 #define PVIOMMU_FUNC_RESET		5
+#define PVIOMMU_FUNC_APPLY		6	/* if PVIOMMU_FEATURE_APPLY */
 #define PVIOMMU_SMCCC_FUNC_BASE		0xC6000060U
 #define PVIOMMU_SMCCC_ID(func)		(PVIOMMU_SMCCC_FUNC_BASE + (func))
 

@@ -10,12 +10,19 @@ use super::error::{EAGAIN, EBUSY, EINVAL, EIO, ENOMEM, EOPNOTSUPP, EPERM};
 
 /// ABI major version: incompatible changes bump it.
 pub const ABI_MAJOR: u16 = 1;
-/// ABI minor version: compatible additions bump it.
-pub const ABI_MINOR: u16 = 0;
+/// ABI minor version: compatible additions bump it. 1.1 added `APPLY`.
+pub const ABI_MINOR: u16 = 1;
 /// The version as `VERSION` returns it in `r0`: `(major << 16) | minor`.
 pub const ABI_VERSION: u32 = ((ABI_MAJOR as u32) << 16) | ABI_MINOR as u32;
-/// Feature bits defined by ABI 1.0: none. Undefined bits are reserved.
-pub const FEATURES_KNOWN: u64 = 0;
+/// Feature bit (`VERSION` `r1`): the hypervisor implements `APPLY`, so the
+/// guest can revoke or grant a frame range without a ring record. Defined
+/// in ABI 1.1; a guest checks this bit, not the minor version, before it
+/// calls `APPLY`.
+pub const FEATURE_APPLY: u64 = 1 << 0;
+/// Feature bits defined by ABI 1.1. Undefined bits are reserved: a
+/// hypervisor returns them as 0 and a guest ignores them, so that a later
+/// minor version can define them without breaking this one.
+pub const FEATURES_KNOWN: u64 = FEATURE_APPLY;
 
 /// Number of arguments of every call.
 pub const NR_ARGS: usize = 6;
@@ -44,10 +51,25 @@ pub enum Func {
     Unshare = 4,
     /// Unshare everything and return to the un-initialised state.
     Reset = 5,
+    /// Apply the table entries of a frame range without the ring, with
+    /// invalidation (ABI 1.1, `FEATURE_APPLY`).
+    Apply = 6,
 }
 
 /// Number of defined functions.
-pub const NR_FUNCS: usize = 6;
+pub const NR_FUNCS: usize = 7;
+
+// `NR_FUNCS` sizes per-function arrays, and counters index them with
+// `Func as usize`: every number below it must decode to its function, and
+// the next one to none.
+const _: () = {
+    let mut raw = 0;
+    while raw < NR_FUNCS as u32 {
+        assert!(matches!(Func::from_raw(raw), Some(f) if f as u32 == raw));
+        raw += 1;
+    }
+    assert!(Func::from_raw(NR_FUNCS as u32).is_none());
+};
 
 impl Func {
     /// Decodes a function number; `None` if it is not defined.
@@ -59,6 +81,7 @@ impl Func {
             3 => Some(Func::Share),
             4 => Some(Func::Unshare),
             5 => Some(Func::Reset),
+            6 => Some(Func::Apply),
             _ => None,
         }
     }
@@ -82,7 +105,7 @@ impl Func {
             Func::Version | Func::Sync | Func::Reset => 0,
             Func::Init => 6,
             Func::Share => 3,
-            Func::Unshare => 2,
+            Func::Unshare | Func::Apply => 2,
         }
     }
 
@@ -95,6 +118,7 @@ impl Func {
             Func::Share => "share",
             Func::Unshare => "unshare",
             Func::Reset => "reset",
+            Func::Apply => "apply",
         }
     }
 }

@@ -19,7 +19,9 @@ pub struct VersionInfo {
     pub major: u16,
     /// ABI minor version.
     pub minor: u16,
-    /// Feature bits offered by the hypervisor.
+    /// Feature bits offered by the hypervisor, as reported: bits this ABI
+    /// does not define are kept, not rejected, and the guest tests only
+    /// the bits it knows (`features & FEATURE_APPLY`).
     pub features: u64,
     /// Largest `ring_order` the hypervisor accepts.
     pub max_ring_order: u32,
@@ -48,6 +50,8 @@ pub fn check_status(raw: i64) -> Result<(), Error> {
 /// Checks the answer to `VERSION`.
 ///
 /// A different major version is `Hyp(NotSupported)`: the guest declines.
+/// A higher minor version and unknown feature bits are accepted: later
+/// minor versions define new bits, which an older guest must ignore.
 pub fn check_version(status: i64, ret: &[u64; NR_RETS]) -> Result<VersionInfo, Error> {
     check_status(status)?;
     let version = u32::try_from(ret[0]).map_err(|_| Error::Hostile)?;

@@ -4,7 +4,9 @@
 
 #![cfg(not(loom))]
 
-use pviommu_hyp_abi::call::{errno_from_status, Func, Status, ABI_VERSION};
+use pviommu_hyp_abi::call::{
+    errno_from_status, Func, Status, ABI_VERSION, FEATURES_KNOWN, FEATURE_APPLY, NR_FUNCS,
+};
 use pviommu_hyp_abi::check::{
     check_consumer, check_mailbox_header, check_progress, check_sync, check_version,
 };
@@ -246,18 +248,30 @@ fn every_status_has_one_errno() {
 fn function_ids_are_vendor_hyp_fast_smc64() {
     assert_eq!(Func::Version.smccc_id(), 0xC600_0060);
     assert_eq!(Func::Reset.smccc_id(), 0xC600_0065);
+    assert_eq!(Func::Apply.smccc_id(), 0xC600_0066);
     assert_eq!(Func::from_smccc_id(0xC600_0062), Some(Func::Sync));
-    assert_eq!(Func::from_smccc_id(0xC600_0066), None);
+    assert_eq!(Func::from_smccc_id(0xC600_0066), Some(Func::Apply));
+    assert_eq!(Func::from_smccc_id(0xC600_0067), None);
     assert_eq!(Func::from_smccc_id(0x8600_0060), None);
-    for raw in 0..6 {
+    for raw in 0..NR_FUNCS as u32 {
         assert_eq!(Func::from_raw(raw).map(|f| f as u32), Some(raw));
     }
+    assert_eq!(Func::from_raw(NR_FUNCS as u32), None);
+    assert_eq!((Func::Apply.nr_args(), Func::Apply.name()), (2, "apply"));
 }
 
 #[test]
 fn hypervisor_answers_are_checked() {
-    let v = check_version(0, &[ABI_VERSION.into(), 0, 16]).unwrap();
-    assert_eq!((v.major, v.minor, v.max_ring_order), (1, 0, 16));
+    let v = check_version(0, &[ABI_VERSION.into(), FEATURE_APPLY, 16]).unwrap();
+    assert_eq!((v.major, v.minor, v.max_ring_order), (1, 1, 16));
+    assert_eq!(v.features, FEATURE_APPLY);
+    // A 1.0 hypervisor: no APPLY.
+    let v = check_version(0, &[0x1_0000, 0, 16]).unwrap();
+    assert_eq!((v.minor, v.features & FEATURE_APPLY), (0, 0));
+    // Bits a later minor version defines are not an error: the guest
+    // ignores them by testing only the bits it knows.
+    let v = check_version(0, &[0x1_0007, !FEATURES_KNOWN, 16]).unwrap();
+    assert_eq!((v.minor, v.features & FEATURES_KNOWN), (7, 0));
     assert_eq!(
         check_version(0, &[0x2_0000, 0, 16]),
         Err(Error::Hyp(Status::NotSupported))

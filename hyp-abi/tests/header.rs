@@ -10,7 +10,8 @@
 
 use core::mem::{offset_of, size_of};
 use pviommu_hyp_abi::call::{
-    Func, Status, ABI_MAJOR, ABI_MINOR, ABI_VERSION, FEATURES_KNOWN, SMCCC_FUNC_BASE,
+    Func, Status, ABI_MAJOR, ABI_MINOR, ABI_VERSION, FEATURES_KNOWN, FEATURE_APPLY, NR_FUNCS,
+    NR_STATUSES, SMCCC_FUNC_BASE,
 };
 use pviommu_hyp_abi::layout::*;
 use pviommu_hyp_abi::mailbox::*;
@@ -27,6 +28,7 @@ fn asserts() -> String {
     eq("PVIOMMU_ABI_MAJOR", ABI_MAJOR.into());
     eq("PVIOMMU_ABI_MINOR", ABI_MINOR.into());
     eq("PVIOMMU_ABI_VERSION", ABI_VERSION.into());
+    eq("PVIOMMU_FEATURE_APPLY", FEATURE_APPLY.into());
     eq("PVIOMMU_FEATURES_KNOWN", FEATURES_KNOWN.into());
     eq("PVIOMMU_PAGE_SHIFT", PAGE_SHIFT.into());
     eq("PVIOMMU_PAGE_SIZE", PAGE_SIZE.into());
@@ -35,14 +37,17 @@ fn asserts() -> String {
     eq("PVIOMMU_PERM_READ_WRITE", Perm::ReadWrite.bits().into());
     eq("PVIOMMU_TABLE_PERM_MASK", TABLE_PERM_MASK.into());
     eq("PVIOMMU_TABLE_RESERVED_MASK", TABLE_RESERVED_MASK.into());
-    for (name, f) in [
+    // Sized by `NR_FUNCS`: a new function cannot be left out of the check.
+    let funcs: [(&str, Func); NR_FUNCS] = [
         ("VERSION", Func::Version),
         ("INIT", Func::Init),
         ("SYNC", Func::Sync),
         ("SHARE", Func::Share),
         ("UNSHARE", Func::Unshare),
         ("RESET", Func::Reset),
-    ] {
+        ("APPLY", Func::Apply),
+    ];
+    for (name, f) in funcs {
         eq(&format!("PVIOMMU_FUNC_{name}"), (f as u32).into());
         eq(
             &format!("PVIOMMU_SMCCC_ID(PVIOMMU_FUNC_{name})"),
@@ -50,7 +55,7 @@ fn asserts() -> String {
         );
     }
     eq("PVIOMMU_SMCCC_FUNC_BASE", SMCCC_FUNC_BASE.into());
-    for (name, s) in [
+    let statuses: [(&str, Status); NR_STATUSES] = [
         ("SUCCESS", Status::Success),
         ("NOT_SUPPORTED", Status::NotSupported),
         ("INVALID_PARAMETER", Status::InvalidParameter),
@@ -58,7 +63,8 @@ fn asserts() -> String {
         ("BUSY", Status::Busy),
         ("NO_MEMORY", Status::NoMemory),
         ("BAD_STATE", Status::BadState),
-    ] {
+    ];
+    for (name, s) in statuses {
         eq(&format!("PVIOMMU_{name}"), s.raw().into());
     }
     eq("PVIOMMU_RING_HEADER_SIZE", RING_HEADER_SIZE.into());

@@ -6,11 +6,14 @@
 //! table, the ring, anything), makes a call with arbitrary or plausible
 //! arguments, drains, checks a host access or serves the mailbox. After
 //! every operation the invariants the hypervisor promises are checked:
-//! no panic, and the table and ring pages are never host-visible.
+//! no panic, and the table and ring pages are never host-visible; after an
+//! `APPLY`, the ring has not moved, progress is honest and every access it
+//! removed is invalidated.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use pviommu_reference_hyp::abi::call::{Func, NR_FUNCS};
 use pviommu_reference_hyp::abi::mailbox::slot_offset;
 use pviommu_reference_hyp::{
     init_region, serve_mailbox, Access, Config, GuestRam, Hypervisor, Perm, SharedRegion, VecRam, VecRegion,
@@ -63,9 +66,24 @@ fuzz_target!(|data: &[u8]| {
         }
         match input.u8() % 8 {
             0 => {
-                let func = u32::from(input.u8() % 8);
+                // Every function, and the first unknown number.
+                let func = u32::from(input.u8()) % (NR_FUNCS as u32 + 1);
                 let args = [input.arg(), input.arg(), input.arg(), input.arg(), input.arg(), input.arg()];
-                hyp.call(&ram, func, args);
+                let consumer = hyp.consumer();
+                let (unshared, invalidations) = (hyp.counters().pages_unshared, hyp.counters().invalidations);
+                let r = hyp.call(&ram, func, args);
+                if func == Func::Apply as u32 {
+                    let c = hyp.counters();
+                    assert_eq!(hyp.consumer(), consumer, "APPLY moved the ring");
+                    if c.pages_unshared != unshared {
+                        assert!(c.invalidations > invalidations, "APPLY returned before invalidating");
+                    }
+                    if r.status == 0 {
+                        assert!((1..=args[1]).contains(&r.ret[0]), "APPLY progress {:?} for {args:?}", r.ret);
+                    } else {
+                        assert_eq!(r.ret, [0; 3], "APPLY failed with progress");
+                    }
+                }
             }
             1 => {
                 // A plausible INIT: table at gfn 0, ring after it, pool later.

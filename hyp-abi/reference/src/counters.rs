@@ -48,7 +48,17 @@ const FUNCS: [Func; NR_FUNCS] = [
     Func::Share,
     Func::Unshare,
     Func::Reset,
+    Func::Apply,
 ];
+
+// `to_json` names `calls[i]` after `FUNCS[i]`: the order must be the numbers'.
+const _: () = {
+    let mut i = 0;
+    while i < NR_FUNCS {
+        assert!(FUNCS[i] as usize == i);
+        i += 1;
+    }
+};
 const STATUSES: [Status; NR_STATUSES] = [
     Status::Success,
     Status::NotSupported,

@@ -19,8 +19,8 @@ use std::sync::atomic::{fence, Ordering};
 pub const MAX_RING_ORDER: u32 = 16;
 /// Most guest frames tracked (256 GiB of guest-physical space).
 const MAX_FRAMES: u64 = 1 << 26;
-/// Most pages one direct `SHARE` or `UNSHARE` call handles: bounds the time
-/// of a call and makes guests exercise their partial-progress loop.
+/// Most pages one direct `SHARE`, `UNSHARE` or `APPLY` call handles: bounds
+/// the time of a call and makes guests exercise their partial-progress loop.
 pub const DIRECT_BUDGET: u64 = 512;
 /// Ring records read per guest-memory copy.
 const CHUNK: usize = 64;
@@ -41,6 +41,10 @@ const ENTRY_PERM: [u8; 256] = {
 const LANE_SHARED: u32 = 16;
 const LANE_UNSHARED: u32 = 32;
 const LANE_FORBIDDEN: u32 = 48;
+
+// A lane counts at most 0xffff events, and `APPLY` applies up to
+// `DIRECT_BUDGET` entries in one `apply_entries`: they must fit.
+const _: () = assert!(DIRECT_BUDGET < 1 << 16);
 
 /// Applying table permission `perm` to a page in state `old` (its low six
 /// bits), indexed by `old << 2 | perm`: the new low six bits in bits 0..8,
@@ -181,6 +185,15 @@ fn frames(gpa: u64, bytes: u64) -> Option<Range<u64>> {
     Some(start..end)
 }
 
+/// Returns how many of the frames `[gfn, gfn + nr)`, counted from `gfn`, lie
+/// inside a table of `tf` frames. This is the one bound on what the guest
+/// may name: a ring record must lie wholly inside (`== nr`, else it is a bad
+/// record), and `APPLY` does the frames inside and refuses the first one
+/// outside.
+fn in_table(gfn: u64, nr: u64, tf: u64) -> u64 {
+    tf.saturating_sub(gfn).min(nr)
+}
+
 /// Counts the leading records of `buf` that are published (`seq` on) and
 /// each start where the previous ends (from `end`), staying inside a table
 /// of `tf` frames; returns that count and the new end. This is the drain's
@@ -311,6 +324,7 @@ impl Hypervisor {
                         Func::Share => self.share(args[0], args[1], args[2]),
                         Func::Unshare => self.unshare(args[0], args[1]),
                         Func::Reset => self.reset(),
+                        Func::Apply => self.apply(ram, args[0], args[1]),
                     }
                 }
             }
@@ -482,6 +496,57 @@ impl Hypervisor {
         CallResult::ok([done, 0, 0])
     }
 
+    /// `APPLY`: makes the table-derived permission of frames `gfn..` equal
+    /// their table entries, exactly as applying a ring record does, and
+    /// invalidates what that removed. It neither reads nor moves the ring,
+    /// so revoking never waits for ring space or for another vCPU to
+    /// publish its reservation.
+    fn apply(&mut self, ram: &dyn GuestRam, gfn: u64, nr: u64) -> CallResult {
+        let range = match self.direct_range(gfn, nr) {
+            Ok(r) => r,
+            Err(s) => return CallResult::err(s),
+        };
+        let Some(regs) = self.regs else {
+            return CallResult::err(Status::BadState);
+        };
+        // A ring record may not name frames outside the table, and applying
+        // it never shares a frame `may_share` refuses: `APPLY` stops before
+        // the first such frame instead, like `SHARE`.
+        let inside = in_table(range.start, range.end - range.start, regs.table_frames);
+        let done = (range.start..range.start + inside)
+            .take_while(|&g| self.may_share(g))
+            .count();
+        if done == 0 {
+            return CallResult::err(Status::Denied);
+        }
+        // One copy of the entries: each is read once, and what is applied
+        // is what was read, whatever the guest writes meanwhile.
+        let mut buf = [0u8; DIRECT_BUDGET as usize];
+        let Some(entries) = buf.get_mut(..done) else {
+            return CallResult::err(Status::Denied);
+        };
+        if ram.read(regs.table_gpa + gfn, entries).is_err() {
+            return CallResult::err(Status::Denied);
+        }
+        let mut stats = DrainStats::default();
+        self.apply_entries(gfn, entries, &mut stats);
+        self.counters.pages_shared += stats.pages_shared;
+        self.counters.pages_unshared += stats.pages_unshared;
+        // Also completes reductions earlier implicit drains left pending.
+        self.invalidate_pending();
+        CallResult::ok([done as u64, 0, 0])
+    }
+
+    /// Returns whether frame `gfn` may be shared at all: guest RAM that holds
+    /// neither the table nor the ring (the refusals `step` applies to every
+    /// table entry).
+    fn may_share(&self, gfn: u64) -> bool {
+        usize::try_from(gfn)
+            .ok()
+            .and_then(|i| self.pages.get(i))
+            .is_some_and(|&p| shareable(p))
+    }
+
     fn reset(&mut self) -> CallResult {
         let mut unshared = 0;
         for p in &mut self.pages {
@@ -584,7 +649,7 @@ impl Hypervisor {
                 }
                 records += 1;
                 let nr = u64::from(rec.nr_pages);
-                if nr == 0 || rec.gfn >= tf || nr > tf - rec.gfn {
+                if nr == 0 || in_table(rec.gfn, nr, tf) != nr {
                     bad += 1;
                     continue;
                 }

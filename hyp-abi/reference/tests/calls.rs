@@ -5,8 +5,10 @@
 mod common;
 
 use common::*;
-use pviommu_reference_hyp::abi::call::{Status, ABI_VERSION};
-use pviommu_reference_hyp::Perm;
+use pviommu_reference_hyp::abi::call::{Func, Status, ABI_VERSION, FEATURE_APPLY, NR_FUNCS};
+use pviommu_reference_hyp::{Access, GuestRam, OutOfRange, Perm, VecRam};
+use std::cell::RefCell;
+use std::ops::Range;
 
 const OK: i64 = 0;
 const NOT_SUPPORTED: i64 = Status::NotSupported as i64;
@@ -19,8 +21,9 @@ fn version_reports_abi_and_limits() {
     let mut g = Guest::bare();
     let r = g.call(VERSION, [0; 6]);
     assert_eq!(r.status, OK);
-    assert_eq!(r.ret, [u64::from(ABI_VERSION), 0, 16]);
-    assert_eq!(ABI_VERSION, 0x1_0000);
+    assert_eq!(r.ret, [u64::from(ABI_VERSION), FEATURE_APPLY, 16]);
+    assert_eq!(ABI_VERSION, 0x1_0001);
+    assert_eq!(FEATURE_APPLY, 1);
 }
 
 #[test]
@@ -32,6 +35,7 @@ fn reserved_arguments_must_be_zero() {
         (RESET, 0),
         (SHARE, 3),
         (UNSHARE, 2),
+        (APPLY, 2),
     ] {
         for i in used..6 {
             let mut args = [0; 6];
@@ -46,7 +50,7 @@ fn reserved_arguments_must_be_zero() {
 #[test]
 fn unknown_function_is_not_supported() {
     let mut g = Guest::new();
-    for func in [6, 7, 0x60, u32::MAX] {
+    for func in [NR_FUNCS as u32, 8, 0x60, u32::MAX] {
         assert_eq!(g.call(func, [0; 6]).status, NOT_SUPPORTED);
     }
     assert_eq!(g.hyp.counters().calls_unknown, 4);
@@ -363,4 +367,282 @@ fn counters_count_calls_and_statuses() {
         assert!(json.contains(key), "{key} missing in {json}");
     }
     assert!(json.starts_with('{') && json.ends_with('}'));
+}
+
+fn apply(g: &mut Guest, gfn: u64, nr: u64) -> pviommu_reference_hyp::CallResult {
+    g.call(APPLY, [gfn, nr, 0, 0, 0, 0])
+}
+
+#[test]
+fn apply_shares_and_unshares_per_the_table() {
+    let mut g = Guest::new();
+    g.set_entry(20, 3);
+    g.set_entry(21, 1);
+    g.set_entry(22, 0);
+    let r = apply(&mut g, 20, 3);
+    assert_eq!((r.status, r.ret), (OK, [3, 0, 0]));
+    assert_eq!(g.hyp.host_perm(20), Perm::ReadWrite);
+    assert_eq!(g.hyp.host_perm(21), Perm::Read);
+    assert_eq!(g.hyp.host_perm(22), Perm::None);
+    assert_eq!(g.hyp.counters().pages_shared, POOL_PAGES + 2);
+    assert_eq!(
+        g.hyp.counters().invalidations,
+        0,
+        "sharing needs no invalidation"
+    );
+    // Narrowing and revoking are reductions, invalidated before returning.
+    g.set_entry(20, 1);
+    g.set_entry(21, 0);
+    let r = apply(&mut g, 20, 2);
+    assert_eq!((r.status, r.ret), (OK, [2, 0, 0]));
+    assert_eq!(g.hyp.host_perm(20), Perm::Read);
+    assert_eq!(g.hyp.host_perm(21), Perm::None);
+    assert_eq!(g.hyp.counters().pages_unshared, 2);
+    assert_eq!(g.hyp.counters().invalidations, 1);
+    // Applying what is already applied changes nothing and invalidates nothing.
+    assert_eq!(apply(&mut g, 20, 3).ret, [3, 0, 0]);
+    assert_eq!(g.hyp.counters().invalidations, 1);
+    // A bad entry fails safe to no access, as in a ring record.
+    g.set_entry(20, 2);
+    assert_eq!(apply(&mut g, 20, 1).ret, [1, 0, 0]);
+    assert_eq!(g.hyp.host_perm(20), Perm::None);
+    assert_eq!(g.hyp.counters().bad_table_entries, 1);
+    assert_eq!(g.hyp.counters().invalidations, 2);
+    // Only the table-derived permission is the table's: a direct share stays.
+    g.call(SHARE, [30, 1, 3, 0, 0, 0]);
+    assert_eq!(apply(&mut g, 30, 1).ret, [1, 0, 0]);
+    assert_eq!(g.hyp.host_perm(30), Perm::ReadWrite);
+}
+
+#[test]
+fn apply_completes_reductions_a_drain_left_pending() {
+    let mut g = Guest::new();
+    g.map(20, 1, 3);
+    g.sync();
+    g.map(20, 1, 0);
+    assert_eq!(g.hyp.drain(&g.ram).pages_unshared, 1);
+    assert_eq!(g.hyp.counters().invalidations, 0);
+    g.set_entry(40, 1);
+    assert_eq!(apply(&mut g, 40, 1).ret, [1, 0, 0]);
+    assert_eq!(g.hyp.counters().invalidations, 1);
+}
+
+#[test]
+fn apply_leaves_the_ring_for_the_next_drain() {
+    let mut g = Guest::new();
+    g.map(20, 1, 3);
+    // Another CPU has reserved record 1 and not published it yet.
+    g.set_producer(2);
+    let r = apply(&mut g, 20, 1);
+    assert_eq!((r.status, r.ret), (OK, [1, 0, 0]));
+    assert_eq!(g.hyp.host_perm(20), Perm::ReadWrite);
+    assert_eq!((g.hyp.consumer(), g.consumer_in_ram()), (0, 0));
+    assert_eq!(g.producer(), 2);
+    let c = g.hyp.counters();
+    assert_eq!((c.drains, c.records_consumed, c.bad_records), (0, 0, 0));
+    // The published record is still there: the next SYNC applies it (to
+    // the entry as it is now) and stops at the unpublished one.
+    g.set_entry(20, 1);
+    assert_eq!(g.sync().ret, [1, 1, 0]);
+    assert_eq!(g.hyp.host_perm(20), Perm::Read);
+    assert_eq!(g.hyp.consumer(), 1);
+    g.write_record(1, 20, 1, 2);
+    assert_eq!(g.sync().ret, [1, 0, 0]);
+    assert_eq!(g.hyp.consumer(), 2);
+}
+
+#[test]
+fn apply_revokes_while_an_unpublished_record_fills_the_ring() {
+    let mut g = Guest::new();
+    g.map(40, 1, 3);
+    g.sync();
+    assert_eq!(g.hyp.host_perm(40), Perm::ReadWrite);
+    // A CPU reserves the next record and is descheduled before publishing
+    // it; the other CPUs fill the ring behind it. SYNC cannot free a slot.
+    let held = g.producer();
+    g.set_producer(held + 1);
+    for _ in 1..RING_SIZE {
+        g.push(20, 1);
+    }
+    g.sync();
+    assert_eq!(g.hyp.consumer(), held);
+    assert_eq!(g.producer() - g.hyp.consumer(), RING_SIZE, "still full");
+    // The unmap of frame 40 has cleared its entry but can get no record.
+    g.set_entry(40, 0);
+    let before = g.hyp.counters().invalidations;
+    let r = apply(&mut g, 40, 1);
+    assert_eq!((r.status, r.ret), (OK, [1, 0, 0]));
+    assert_eq!(g.hyp.host_perm(40), Perm::None);
+    assert_eq!(g.hyp.counters().invalidations, before + 1);
+    assert!(g
+        .hyp
+        .check_access(&g.ram, 40 << 12, 4096, Access::Read)
+        .is_err());
+    assert_eq!(g.hyp.consumer(), held);
+}
+
+/// Guest RAM that records every byte range the hypervisor reads or writes.
+struct Watched<'a> {
+    ram: &'a VecRam,
+    reads: RefCell<Vec<Range<u64>>>,
+    writes: RefCell<Vec<Range<u64>>>,
+}
+
+impl GuestRam for Watched<'_> {
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutOfRange> {
+        self.reads.borrow_mut().push(gpa..gpa + buf.len() as u64);
+        self.ram.read(gpa, buf)
+    }
+
+    fn write(&self, gpa: u64, data: &[u8]) -> Result<(), OutOfRange> {
+        self.writes.borrow_mut().push(gpa..gpa + data.len() as u64);
+        self.ram.write(gpa, data)
+    }
+}
+
+#[test]
+fn apply_reads_each_entry_once_and_never_the_ring() {
+    let mut g = Guest::new();
+    g.map(20, 4, 3);
+    let watched = Watched {
+        ram: &g.ram,
+        reads: RefCell::new(Vec::new()),
+        writes: RefCell::new(Vec::new()),
+    };
+    let r = g.hyp.call(&watched, APPLY, [18, 10, 0, 0, 0, 0]);
+    assert_eq!((r.status, r.ret), (OK, [10, 0, 0]));
+    let mut times = vec![0u32; (RAM_PAGES << 12) as usize];
+    for range in watched.reads.borrow().iter() {
+        for gpa in range.clone() {
+            times[gpa as usize] += 1;
+        }
+    }
+    let entries = (TABLE_GFN << 12) + 18..(TABLE_GFN << 12) + 28;
+    for (gpa, &n) in times.iter().enumerate() {
+        let want = u32::from(entries.contains(&(gpa as u64)));
+        assert_eq!(n, want, "gpa {gpa:#x} read {n} times");
+    }
+    assert!(watched.writes.borrow().is_empty(), "wrote guest memory");
+    assert_eq!(g.hyp.host_perm(23), Perm::ReadWrite);
+}
+
+#[test]
+fn apply_before_init_is_bad_state() {
+    let mut g = Guest::bare();
+    g.set_entry(20, 3);
+    assert_eq!(apply(&mut g, 20, 1).status, BAD_STATE);
+    assert_eq!(g.hyp.host_perm(20), Perm::None);
+    // After RESET too.
+    let mut g = Guest::new();
+    g.call(RESET, [0; 6]);
+    assert_eq!(apply(&mut g, 20, 1).status, BAD_STATE);
+}
+
+#[test]
+fn apply_rejects_zero_overflowing_and_reserved_arguments() {
+    let mut g = Guest::new();
+    g.set_entry(20, 3);
+    assert_eq!(apply(&mut g, 20, 0).status, INVALID);
+    assert_eq!(apply(&mut g, u64::MAX, 1).status, INVALID);
+    assert_eq!(apply(&mut g, 2, u64::MAX).status, INVALID);
+    for i in 2..6 {
+        let mut args = [20, 1, 0, 0, 0, 0];
+        args[i] = 1 << i;
+        let r = g.call(APPLY, args);
+        assert_eq!((r.status, r.ret), (INVALID, [0; 3]), "arg {i}");
+    }
+    assert_eq!(g.hyp.host_perm(20), Perm::None, "nothing was applied");
+}
+
+#[test]
+fn apply_denies_frames_outside_ram_the_table_and_the_ring() {
+    let mut g = Guest::new();
+    for gfn in [TABLE_GFN, RING_GFN, RING_GFN + 1, HOLE.start, HOLE.end - 1] {
+        g.set_entry(gfn, 3);
+    }
+    for gfn in [
+        TABLE_GFN,
+        RING_GFN,
+        RING_GFN + 1,
+        HOLE.start,
+        HOLE.end - 1,
+        RAM_PAGES,
+        u64::MAX - 1,
+    ] {
+        let r = apply(&mut g, gfn, 1);
+        assert_eq!((r.status, r.ret), (DENIED, [0; 3]), "gfn {gfn}");
+        assert_eq!(g.hyp.host_perm(gfn), Perm::None, "gfn {gfn}");
+    }
+    assert_eq!(g.hyp.counters().statuses[3], 7);
+    // A range that runs into a refused frame stops before it.
+    g.set_entry(HOLE.start - 2, 3);
+    g.set_entry(HOLE.start - 1, 1);
+    let r = apply(&mut g, HOLE.start - 2, 4);
+    assert_eq!((r.status, r.ret), (OK, [2, 0, 0]));
+    assert_eq!(g.hyp.host_perm(HOLE.start - 1), Perm::Read);
+    // The pool is neither: like a ring record, APPLY sets its table-derived
+    // permission, and the direct share INIT made stays.
+    let r = apply(&mut g, POOL_GFN, POOL_PAGES);
+    assert_eq!((r.status, r.ret), (OK, [POOL_PAGES, 0, 0]));
+    assert_eq!(g.hyp.host_perm(POOL_GFN), Perm::ReadWrite);
+
+    // RAM beyond a smaller table is outside the table.
+    let mut g = Guest::bare();
+    let mut args = init_args();
+    args[1] = 100;
+    assert_eq!(g.call(INIT, args).status, OK);
+    g.set_entry(99, 3);
+    g.set_entry(100, 3);
+    assert_eq!(apply(&mut g, 100, 1).status, DENIED);
+    let r = apply(&mut g, 98, 4);
+    assert_eq!((r.status, r.ret), (OK, [2, 0, 0]));
+    assert_eq!(g.hyp.host_perm(99), Perm::ReadWrite);
+    assert_eq!(g.hyp.host_perm(100), Perm::None);
+}
+
+#[test]
+fn apply_stops_at_the_budget() {
+    let mut g = Guest::bare();
+    g.hyp = pviommu_reference_hyp::Hypervisor::new(pviommu_reference_hyp::Config {
+        ram: std::iter::once(0..4096 << 12).collect(),
+    });
+    let mut args = init_args();
+    args[1] = 4096;
+    assert_eq!(g.call(INIT, args).status, OK);
+    g.ram.write(100, &[3; 2000]).unwrap();
+    let r = apply(&mut g, 100, 2000);
+    assert_eq!((r.status, r.ret), (OK, [512, 0, 0]));
+    assert_eq!(g.hyp.host_perm(611), Perm::ReadWrite);
+    assert_eq!(g.hyp.host_perm(612), Perm::None);
+    // The guest continues from `gfn + r0` until the range is done.
+    let (mut gfn, mut left, mut calls) = (612, 2000 - 512, 1);
+    while left > 0 {
+        let r = apply(&mut g, gfn, left);
+        assert_eq!(r.status, OK);
+        assert!((1..=512).contains(&r.ret[0]), "progress {}", r.ret[0]);
+        gfn += r.ret[0];
+        left -= r.ret[0];
+        calls += 1;
+    }
+    assert_eq!(calls, 4);
+    assert_eq!(g.hyp.host_perm(2099), Perm::ReadWrite);
+    assert_eq!(g.hyp.host_perm(2100), Perm::None);
+    assert_eq!(g.hyp.counters().pages_shared, POOL_PAGES + 2000);
+}
+
+#[test]
+fn apply_is_counted_by_function_and_status() {
+    let mut g = Guest::new();
+    apply(&mut g, 20, 1);
+    apply(&mut g, HOLE.start, 1);
+    let c = g.hyp.counters();
+    assert_eq!(c.calls[Func::Apply as usize], 2);
+    assert_eq!(
+        (c.statuses[0], c.statuses[3]),
+        (2, 1),
+        "init, apply; denied"
+    );
+    let json = c.to_json();
+    assert!(json.contains("\"apply\":2"), "{json}");
+    assert!(json.contains("\"unknown\":0"), "{json}");
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use pviommu_reference_hyp::abi::call::ABI_VERSION;
+use pviommu_reference_hyp::abi::call::{ABI_VERSION, FEATURES_KNOWN};
 use pviommu_reference_hyp::abi::mailbox::{slot_offset, MailboxHeader, MailboxSlot, MAILBOX_MAGIC};
 use pviommu_reference_hyp::{init_region, serve_mailbox, RegionError, SharedRegion, VecRegion};
 
@@ -33,7 +33,7 @@ fn init_region_writes_the_header() {
     );
     assert_eq!(
         (h.nr_slots, h.hyp_peer_id, h.doorbell_vector, h.features),
-        (480, 3, 1, 0)
+        (480, 3, 1, FEATURES_KNOWN)
     );
 }
 

@@ -27,7 +27,7 @@ fn version_init_and_completion_interrupt() {
     let h = Refhyp::start("version", &[]);
     let mut g = Guest::connect(&h);
     let (st, ret) = g.call(FUNC_VERSION, [0; 6]);
-    assert_eq!((st, ret[0]), (ST_SUCCESS, 1 << 16));
+    assert_eq!((st, ret[0], ret[1]), (ST_SUCCESS, ABI_1_1, FEATURE_APPLY));
     // The hypervisor raises our vector once the doorbell is served (just
     // after the answer is published).
     wait_for(|| g.irq.read().ok());
@@ -88,7 +88,7 @@ fn garbage_mailbox_is_answered_not_fatal() {
             }
             // Half the slots call a real function with garbage arguments.
             if slot % 2 == 0 {
-                s[0..4].copy_from_slice(&((rng.next() % 6) as u32).to_le_bytes());
+                s[0..4].copy_from_slice(&((rng.next() % u64::from(NR_FUNCS)) as u32).to_le_bytes());
             }
             g.write_slot_raw(slot, &s);
         }
@@ -199,6 +199,36 @@ fn out_of_range_frames_are_refused() {
     let c = h.stop();
     assert_eq!(c.get("hyp", "bad_records"), 4);
     assert_eq!(c.get("hyp", "pages_shared"), POOL_PAGES);
+}
+
+#[test]
+fn apply_applies_the_table_without_the_ring() {
+    let h = Refhyp::start("apply", &[]);
+    let mut g = Guest::connect(&h);
+    g.init();
+    // Entries written, no record published: APPLY reads them directly.
+    g.write(TABLE_GPA + 0x500, &[PERM_RW; 4]);
+    let (st, ret) = g.call(FUNC_APPLY, [0x500, 4, 0, 0, 0, 0]);
+    assert_eq!((st, ret), (ST_SUCCESS, [4, 0, 0]));
+    g.write(TABLE_GPA + 0x500, &[PERM_NONE; 4]);
+    let (st, ret) = g.call(FUNC_APPLY, [0x500, 4, 0, 0, 0, 0]);
+    assert_eq!((st, ret), (ST_SUCCESS, [4, 0, 0]));
+    assert_eq!(
+        g.call(FUNC_APPLY, [TABLE_GPA / PAGE, 1, 0, 0, 0, 0]).0,
+        ST_DENIED,
+        "the table itself"
+    );
+    assert_eq!(
+        g.call(FUNC_APPLY, [0x500, 1, 3, 0, 0, 0]).0,
+        ST_INVALID,
+        "reserved a2"
+    );
+    let c = h.stop();
+    assert_eq!(c.get("hyp", "pages_shared"), POOL_PAGES + 4);
+    assert_eq!(c.get("hyp", "pages_unshared"), 4);
+    assert_eq!(c.get("hyp", "invalidations"), 1);
+    assert_eq!(c.get("hyp", "drains"), 0, "the ring was not drained");
+    assert_eq!(c.get("calls", "apply"), 4);
 }
 
 #[test]

@@ -48,10 +48,12 @@ pub trait Hypercalls {
     }
 }
 
-/// How many times a full ring is waited on before the mapping fails. A
-/// full ring is normally emptied by one `SYNC`; it stays full only while
-/// another CPU holds an unpublished reservation (its vCPU descheduled by
-/// the host), so the engine waits, draining every 64 tries.
+/// How many times a full ring is waited on before the mapping fails, when
+/// the hypervisor has no `APPLY`. A full ring is normally emptied by one
+/// `SYNC`; it stays full only while another CPU holds an unpublished
+/// reservation (its vCPU descheduled by the host), so the engine waits,
+/// draining every 64 tries. With `APPLY` it never waits for another CPU:
+/// a ring still full after one `SYNC` is bypassed.
 const RING_FULL_TRIES: u32 = 1 << 20;
 
 /// How many times a call answered `BUSY` is made before it fails. The
@@ -113,6 +115,8 @@ pub struct Config {
     pub lazy_max_pages: u64,
     /// `pviommu.bounce_threshold`, bytes.
     pub bounce_threshold: u64,
+    /// The hypervisor implements `APPLY` (`FEATURE_APPLY`, ABI 1.1).
+    pub apply: bool,
 }
 
 /// Pages an unmap call cleared and not yet synced. Every unmap operation
@@ -459,6 +463,13 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
                 }
                 Err(Error::RingFull) => {
                     tries += 1;
+                    // One SYNC did not make room: another CPU's unpublished
+                    // reservation holds the ring. Apply the entries
+                    // directly rather than wait for that CPU.
+                    if self.cfg.apply && tries > 1 {
+                        Stats::inc(&self.stats.ring_bypassed);
+                        return self.direct(Func::Apply, gfn, nr, 0, &self.stats.hcall_apply);
+                    }
                     if tries > RING_FULL_TRIES {
                         return Err(DmaError::Abi(Error::RingFull));
                     }
@@ -627,12 +638,12 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
             }
             done += step;
         }
-        let counter = if func == Func::Share {
-            &self.stats.pages_shared
-        } else {
-            &self.stats.pages_unshared
-        };
-        Stats::add(counter, total);
+        // `APPLY` carries what the table already counted.
+        match func {
+            Func::Share => Stats::add(&self.stats.pages_shared, total),
+            Func::Unshare => Stats::add(&self.stats.pages_unshared, total),
+            _ => {}
+        }
         Ok(())
     }
 

@@ -10,7 +10,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
-use super::abi::call::{Func, Status, NR_ARGS};
+use super::abi::call::{Func, Status, NR_ARGS, NR_FUNCS};
 use super::abi::layout::{Perm, PAGE_SIZE};
 use super::abi::ring::{consume, Producer, RingHeader, RingSlot};
 use super::abi::tracker::PageTracker;
@@ -39,13 +39,20 @@ pub enum SyncAnswer {
     Busy,
 }
 
-/// A mock hypervisor over the test's ring.
+/// A mock hypervisor over the test's ring and table.
+///
+/// It keeps a host view, as a hypervisor keeps its stage 2: `SYNC` copies
+/// the table entries that consumed records name into it, `APPLY` those of
+/// its range. A test checks what the host could still reach there.
 pub struct MockHyp<'a> {
     header: &'a RingHeader,
     slots: &'a [RingSlot],
+    table: &'a [AtomicU8],
     consumer: AtomicU64,
+    /// What the host may access, per frame (table entries as applied).
+    pub view: [AtomicU8; FRAMES],
     /// Calls by function number.
-    pub calls: [AtomicU32; 6],
+    pub calls: [AtomicU32; NR_FUNCS],
     /// Records the mock consumed.
     pub records: AtomicU64,
     /// `SHARE`/`UNSHARE`: pages done per call at most (partial progress).
@@ -60,12 +67,14 @@ pub struct MockHyp<'a> {
 }
 
 impl<'a> MockHyp<'a> {
-    /// A mock draining `header`/`slots` on `SYNC`.
-    pub fn new(header: &'a RingHeader, slots: &'a [RingSlot]) -> Self {
+    /// A mock draining `header`/`slots` on `SYNC` and applying `table`.
+    pub fn new(header: &'a RingHeader, slots: &'a [RingSlot], table: &'a [AtomicU8]) -> Self {
         MockHyp {
             header,
             slots,
+            table,
             consumer: AtomicU64::new(0),
+            view: [const { AtomicU8::new(0) }; FRAMES],
             calls: Default::default(),
             records: AtomicU64::new(0),
             direct_step: AtomicU64::new(u64::MAX),
@@ -100,6 +109,25 @@ impl<'a> MockHyp<'a> {
     pub fn count(&self, func: Func) -> u32 {
         self.calls[func as usize].load(Ordering::Relaxed)
     }
+
+    /// Makes the host view of frames `gfn..gfn + nr` what the table says.
+    fn apply(&self, gfn: u64, nr: u64) {
+        for g in gfn..gfn.saturating_add(nr) {
+            let i = g as usize;
+            if let (Some(v), Some(t)) = (self.view.get(i), self.table.get(i)) {
+                v.store(t.load(Ordering::Acquire), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether the host can still reach any of frames `gfn..gfn + nr`.
+    pub fn host_reaches(&self, gfn: u64, nr: u64) -> bool {
+        (gfn..gfn + nr).any(|g| {
+            self.view
+                .get(g as usize)
+                .is_some_and(|v| v.load(Ordering::Relaxed) != 0)
+        })
+    }
 }
 
 impl Hypercalls for MockHyp<'_> {
@@ -127,7 +155,10 @@ impl Hypercalls for MockHyp<'_> {
                         self.header,
                         self.slots,
                         self.consumer.load(Ordering::Relaxed),
-                        |_, _| n += 1,
+                        |gfn, nr| {
+                            self.apply(gfn, nr.into());
+                            n += 1;
+                        },
                     );
                     self.consumer.store(c, Ordering::Relaxed);
                     self.consuming.store(false, Ordering::Release);
@@ -137,6 +168,11 @@ impl Hypercalls for MockHyp<'_> {
             },
             Func::Share | Func::Unshare => {
                 let done = core::cmp::min(args[1], self.direct_step.load(Ordering::Relaxed));
+                ok([done, 0, 0])
+            }
+            Func::Apply => {
+                let done = core::cmp::min(args[1], self.direct_step.load(Ordering::Relaxed));
+                self.apply(args[0], done);
                 ok([done, 0, 0])
             }
             _ => ok([0; 3]),
@@ -288,7 +324,7 @@ impl Fixture {
         relax: fn(),
         f: impl FnOnce(&Engine<'_, &MockHyp<'_>, &MemCopier>, &MockHyp<'_>, &MemCopier, &Self) -> R,
     ) -> Option<R> {
-        let mut hyp = MockHyp::new(&self.header, &self.slots);
+        let mut hyp = MockHyp::new(&self.header, &self.slots, &self.table);
         hyp.relax = relax;
         let copier = MemCopier::new();
         let cfg = Config {
@@ -296,6 +332,7 @@ impl Fixture {
             strict: true,
             lazy_max_pages: 16,
             bounce_threshold: PAGE_SIZE,
+            apply: true,
         };
         let engine = Engine::new(
             cfg,
@@ -662,6 +699,49 @@ pub fn one_sync_per_virtio_buffer(c: &dyn Check) {
     });
 }
 
+/// A vCPU descheduled between reserving a record and publishing it holds
+/// the ring: the consumer cannot move past the record, so the ring stays
+/// full whatever `SYNC` does. Maps and unmaps on other CPUs must neither
+/// wait for that vCPU nor lose a revocation: they bypass the ring with
+/// `APPLY`, and after the unmaps the host reaches none of the pages.
+pub fn unpublished_record_blocks_no_revocation(c: &dyn Check) {
+    let fx = Fixture::new();
+    // Another CPU's reservation, never published.
+    let Ok(stuck) = Producer::new(&fx.header, &fx.slots).and_then(|p| p.reserve()) else {
+        c.check(false, "the other CPU's reservation");
+        return;
+    };
+    c.check(stuck.index() == 0, "the stuck record is the ring's first");
+    fx.with(Mode::Share, |e, hyp, _, fx| {
+        let bufs = [2u64, 4, 6, 8, 10, 12];
+        let mut ok = true;
+        for gfn in bufs {
+            ok &= e
+                .map(gfn * PAGE_SIZE, PAGE_SIZE, Dir::FromDevice, true)
+                .is_ok();
+        }
+        c.check(ok, "every map succeeds while the ring is held");
+        c.check(
+            fx.stats.ring_bypassed.load(Ordering::Relaxed) > 0,
+            "records bypassed the held ring",
+        );
+        for gfn in bufs {
+            e.unmap_deferred(gfn * PAGE_SIZE, PAGE_SIZE, Dir::FromDevice, true);
+        }
+        c.check(e.flush().is_ok(), "the unmaps' flush succeeds");
+        c.check(!e.is_broken(), "the engine is not broken");
+        c.check(
+            bufs.iter().all(|&g| fx.entry(g as usize) == 0),
+            "every entry cleared",
+        );
+        c.check(
+            !bufs.iter().any(|&g| hyp.host_reaches(g, 1)),
+            "the host reaches none of the unmapped pages",
+        );
+        c.check(hyp.count(Func::Apply) > 0, "APPLY was used");
+    });
+}
+
 /// A full ring forces a `SYNC` and the mapping still succeeds.
 pub fn full_ring_forces_a_sync(c: &dyn Check) {
     Fixture::new().with(Mode::Share, |e, hyp, _, _| {
@@ -841,6 +921,10 @@ pub const CASES: &[(&str, Case)] = &[
     ("bounce_slots_never_leak", bounce_slots_never_leak),
     ("one_sync_per_unmap_call", one_sync_per_unmap_call),
     ("one_sync_per_virtio_buffer", one_sync_per_virtio_buffer),
+    (
+        "unpublished_record_blocks_no_revocation",
+        unpublished_record_blocks_no_revocation,
+    ),
     ("full_ring_forces_a_sync", full_ring_forces_a_sync),
     (
         "failed_unshare_breaks_the_engine",

@@ -45,6 +45,10 @@ counters! {
     hcall_share,
     /// UNSHARE hypercalls.
     hcall_unshare,
+    /// APPLY hypercalls (a ring record the ring had no room for).
+    hcall_apply,
+    /// Records applied with APPLY because the ring stayed full.
+    ring_bypassed,
     /// Other hypercalls (VERSION, INIT, RESET).
     hcall_other,
     /// Buffers that went through the bounce pool.

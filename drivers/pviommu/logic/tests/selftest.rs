@@ -39,6 +39,7 @@ cases!(
     bounce_slots_never_leak,
     one_sync_per_unmap_call,
     one_sync_per_virtio_buffer,
+    unpublished_record_blocks_no_revocation,
     full_ring_forces_a_sync,
     failed_unshare_breaks_the_engine,
     busy_is_retried,

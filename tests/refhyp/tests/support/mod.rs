@@ -42,6 +42,11 @@ pub const FUNC_INIT: u32 = 1;
 pub const FUNC_SYNC: u32 = 2;
 pub const FUNC_SHARE: u32 = 3;
 pub const FUNC_UNSHARE: u32 = 4;
+pub const FUNC_APPLY: u32 = 6;
+/// Functions defined by ABI 1.1 (numbers `0..NR_FUNCS`).
+pub const NR_FUNCS: u32 = 7;
+pub const ABI_1_1: u64 = 0x1_0001;
+pub const FEATURE_APPLY: u64 = 1;
 pub const ST_SUCCESS: i64 = 0;
 pub const ST_NOT_SUPPORTED: i64 = -1;
 pub const ST_INVALID: i64 = -2;
