@@ -7,8 +7,10 @@
 Boots the project's kernel once per configuration (QEMU TCG, 2 vCPUs,
 512 MiB) and runs the same guest workload (``guest/bench.sh``): O_DIRECT
 sequential writes then reads at 4 KiB .. 1 MiB (``guest/dio.c``), then
-the kernel's ``dma_map_benchmark`` bound to a spare PCI function
-(``pci-testdev``). Configurations:
+a map/unmap latency benchmark: for the pviommu modes the driver's
+``map_bench`` (the mapping operations virtio_ring uses, through the real
+hypervisor), for the others the kernel's ``dma_map_benchmark`` bound to
+a spare PCI function (``pci-testdev``). Configurations:
 
 - ``share``, ``bounce``, ``sync``: the pviommu driver in that mode on the
   reference hypervisor (``tests/refhyp``, release build, enforcing);
