@@ -377,10 +377,16 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         if !self.pool.contains(dma, bytes) {
             return false;
         }
-        let slots = Slots {
+        self.free_slots(Slots {
             first: self.pool.slot_of(dma),
             pages: bytes.div_ceil(PAGE_SIZE),
-        };
+        });
+        true
+    }
+
+    /// Gives bounce slots back, keeping the pool gauge; a double or wild
+    /// free (a caller bug) frees nothing and is counted.
+    fn free_slots(&self, slots: Slots) {
         if self.pool.free(slots) {
             self.stats
                 .pool_pages_used
@@ -388,7 +394,6 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         } else {
             Stats::inc(&self.stats.unshare_errors);
         }
-        true
     }
 
     /// Copies device writes back to the CPU's buffer (`sync_*_for_cpu`).
@@ -674,13 +679,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
                 self.copy(orig, dma, size);
             }
         }
-        if self.pool.free(slots) {
-            self.stats
-                .pool_pages_used
-                .fetch_sub(slots.pages, Ordering::Relaxed);
-        } else {
-            Stats::inc(&self.stats.unshare_errors);
-        }
+        self.free_slots(slots);
     }
 
     fn copy(&self, dst: u64, src: u64, len: u64) {
