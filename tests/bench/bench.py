@@ -105,12 +105,13 @@ def build_static(out, src, includes=()):
 def build_tools(work):
     """dio and dma_map_benchmark, static, for the initramfs."""
     dio = build_static(os.path.join(work, "dio"), os.path.join(HERE, "guest", "dio.c"))
-    src = os.path.join(KSRC, "tools/testing/selftests/dma/dma_map_benchmark.c")
-    hdr = os.path.join(KSRC, "include/linux/map_benchmark.h")
+    # Linux 7.x keeps the tool in tools/dma/ and its header in uapi.
+    src = os.path.join(KSRC, "tools/dma/dma_map_benchmark.c")
+    hdr = os.path.join(KSRC, "include/uapi/linux/map_benchmark.h")
     if not (os.path.exists(src) and os.path.exists(hdr)):
         raise bootlib.BootError("%s missing: run make kernel (or set KSRC)" % src)
-    # The uapi-style header lives in include/linux; the rest of the kernel's
-    # include/ clashes with libc, so copy just this one.
+    # The rest of the kernel's include/ clashes with libc, so copy just
+    # this one header.
     inc = os.path.join(work, "inc")
     os.makedirs(os.path.join(inc, "linux"), exist_ok=True)
     shutil.copy(hdr, os.path.join(inc, "linux"))
