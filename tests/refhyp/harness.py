@@ -20,6 +20,12 @@ on both the guest's TAP and the hypervisor's counters:
   ``on_revoke_failure=stop``, for ``SYNC`` or ``UNSHARE``; the guest's
   fail-safe test points (``guest-faults/``) must pass: the disk is
   stopped, nothing written is lost;
+- ``classes`` / ``classes-bounce``: QEMU's own virtio-net, -console, -rng,
+  -scsi and 9p devices beside the enforcing disk (share and bounce mode):
+  every class negotiates ``ACCESS_PLATFORM`` and maps through the pviommu,
+  real I/O on each with every byte checked (the host compares the
+  console's output and the 9p copy), then all devices busy at once.
+  QEMU's backends read guest RAM directly: these are not enforced;
 - ``busy-sync`` / ``busy-unshare``: the hypervisor answers ``BUSY`` 200
   times; the guest retries and every workload passes;
 - ``plain``: plain virtio, no ``iommu_platform`` and no mailbox device (so
@@ -67,8 +73,11 @@ GUEST_LIB = "/etc/refhyp/lib.sh"
 
 class Scenario:
     def __init__(self, name, mode=None, iommu=True, flags=(), expect="pass", cmdline="",
-                 scripts="guest"):
+                 scripts="guest", classes=False):
         self.name = name
+        # Also give the guest QEMU's own virtio-net, -console, -rng, -scsi
+        # and 9p devices (see ``ClassDevices``).
+        self.classes = classes
         # The directory of guest workloads under tests/refhyp/.
         self.scripts = scripts
         self.mode = mode
@@ -115,6 +124,10 @@ SCENARIOS = {
                  cmdline="PART_MIB=1 ROUNDS=1"),
         Scenario("drain-delay", mode="share", flags=["--drain-delay-ms", "1"],
                  cmdline="PART_MIB=1 ROUNDS=1"),
+        # Every other virtio device class through the pviommu, on QEMU's
+        # own backends (they read guest RAM directly: not enforced).
+        Scenario("classes", mode="share", scripts="guest-classes", classes=True),
+        Scenario("classes-bounce", mode="bounce", scripts="guest-classes", classes=True),
         # Harness self-test: the same guest with enforcement off passes,
         # so plain's failure is the enforcement's doing.
         Scenario("unenforced", iommu=False, flags=["--no-enforce"], expect="unchecked",
@@ -126,6 +139,61 @@ SCENARIOS = {
 # What the guest prints when it contains a failed revocation by panicking.
 PANIC_MESSAGE = ("Kernel panic - not syncing: pviommu: the hypervisor failed to revoke "
                  "the host's access to released memory")
+
+class ClassDevices:
+    """QEMU's own virtio-net, -console, -rng, -scsi and 9p devices, each
+    with ``iommu_platform=on``, and the host side of their checks: the
+    console's output file, a SCSI disk image, and a 9p directory with a
+    random pattern the guest reads and copies back.
+
+    QEMU's backends read guest RAM directly, so these prove negotiation and
+    mapping through the pviommu and the data's integrity, not enforcement
+    (vsock needs /dev/vhost-vsock, which these machines lack)."""
+
+    PATTERN_BYTES = 1 << 20
+    MARK = "pviommu-virtio-console-ok"
+
+    def __init__(self, out):
+        self.console = os.path.join(out, "hvc0.txt")
+        self.scsi = os.path.join(out, "scsi.img")
+        self.share = os.path.join(out, "9p")
+        os.makedirs(self.share, exist_ok=True)
+        with open(self.scsi, "wb") as f:
+            f.truncate(8 << 20)
+        self.pattern = os.urandom(self.PATTERN_BYTES)
+        with open(os.path.join(self.share, "pattern"), "wb") as f:
+            f.write(self.pattern)
+
+    def qemu_args(self):
+        opt = ",iommu_platform=on,disable-legacy=on"
+        return [
+            "-netdev", "hubport,id=net0,hubid=0",
+            "-device", "virtio-net-pci,netdev=net0" + opt,
+            "-device", "virtio-rng-pci" + opt,
+            "-chardev", "file,id=hvc0,path=%s" % self.console,
+            "-device", "virtio-serial-pci" + opt,
+            "-device", "virtconsole,chardev=hvc0",
+            "-drive", "file=%s,if=none,format=raw,id=sd0" % self.scsi,
+            "-device", "virtio-scsi-pci,id=scsi0" + opt,
+            "-device", "scsi-hd,drive=sd0,bus=scsi0.0",
+            "-fsdev", "local,id=fs0,path=%s,security_model=none" % self.share,
+            "-device", "virtio-9p-pci,fsdev=fs0,mount_tag=share" + opt,
+        ]
+
+    def check(self, problems):
+        try:
+            with open(self.console, "rb") as f:
+                if self.MARK.encode() not in f.read():
+                    problems.append("virtio-console: the guest's line never reached the host")
+        except OSError as e:
+            problems.append("virtio-console: %s" % e)
+        try:
+            with open(os.path.join(self.share, "copy"), "rb") as f:
+                if f.read() != self.pattern:
+                    problems.append("9p: the guest's copy differs from the pattern")
+        except OSError as e:
+            problems.append("9p: no copy from the guest (%s)" % e)
+
 
 _BUILT = []
 
@@ -341,7 +409,7 @@ def check_counters(sc, c, problems, tap=""):
     # Strict share mode: one SYNC per virtio buffer (the disk's requests),
     # never one per descriptor; the driver's ring-full drains come on top,
     # and a 4096-record ring does not fill under these workloads.
-    if sc.mode == "share" and "--fail-syncs" not in sc.flags:
+    if sc.mode == "share" and "--fail-syncs" not in sc.flags and not sc.classes:
         # The map/unmap microbenchmark's SYNCs are not disk buffers.
         bench = sum(int(n) for n in re.findall(r"(\d+) SYNC, \d+ SHARE, \d+ UNSHARE for", tap))
         syncs = hyp["calls"].get("sync", 0) - bench
@@ -365,12 +433,14 @@ def run_scenario(sc, kernel, timeout, append="", modules=(), queues=1):
         files.update(more)
     bootlib.build_initramfs(initrd, scripts, files=files)
     hyp = Refhyp(out, flags=sc.flags, queues=queues)
+    devices = ClassDevices(out) if sc.classes else None
+    extra = hyp.qemu_args(sc.iommu) + (devices.qemu_args() if devices else [])
     cmdline = CMDLINE
     if sc.mode:
         cmdline += " %s=%s" % (MODE_PARAM, sc.mode)
     cmdline += " " + sc.cmdline
     cmdline = (cmdline + " " + append).strip()
-    qemu = bootlib.Qemu(kernel, initrd, cmdline, out, extra_args=hyp.qemu_args(sc.iommu),
+    qemu = bootlib.Qemu(kernel, initrd, cmdline, out, extra_args=extra,
                         memory=RAM, smp=2, machine=Refhyp.MACHINE)
     stop_when = None
     if sc.expect == "violations":
@@ -396,6 +466,8 @@ def run_scenario(sc, kernel, timeout, append="", modules=(), queues=1):
     elif bad:
         problems.append("kernel reported: " + bad)
     check_counters(sc, counters, problems, tap)
+    if devices:
+        devices.check(problems)
     if os.path.exists(hyp.ram_file):
         problems.append("guest RAM file left in /dev/shm")
     return {
