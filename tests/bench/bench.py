@@ -536,11 +536,10 @@ def analysis(res):
                      "unprotected: %s." % (
                          op, fmt(w["us_per_io"], 0), fmt(w["hcalls_per_io"], 1),
                          fmt(d_sh["unmap_us"]), fmt(rest, 0), fmt(u, 0), why))
-    L.append("- `virtio_ring` maps and unmaps each descriptor on its own "
-             "(`dma_map_page`/`dma_unmap_page`), so strict share pays one `SYNC` per "
-             "physically contiguous segment of a request, not one per request; how many "
-             "segments a buffer has depends on how fragmented its pages are, hence the "
-             "variation of hypercalls per I/O between sizes.")
+    L.append("- `virtio_ring` maps and unmaps each descriptor on its own (`map_page`/"
+             "`unmap_page` of the pviommu's `virtio_map_ops`) and ends each buffer with one "
+             "`unmap_flush`, so strict share pays one `SYNC` per request, however many "
+             "segments it has.")
     return L
 
 
@@ -624,12 +623,16 @@ def markdown(report):
                     fmt(w.get("kicks_per_io"), 2), fmt(w.get("bytes_copied_per_io"), 0),
                     fmt(w.get("records_per_drain"), 2), fmt(w.get("hcalls_per_map"), 3)))
     L.append("")
-    L.append("## dma_map_benchmark (µs per map / unmap, `-b 64`, %s s each)" %
-             report["params"]["dmb_seconds"])
+    L.append("## Map/unmap latency (µs per map / unmap)")
     L.append("")
-    L.append("The tool reports in units of 100 ns (0.0 means below 0.1 µs). Same spare "
-             "PCI function (`pci-testdev`) in every configuration: pviommu ops, dma-direct "
-             "(unprotected) or iommu-dma over virtio-iommu.")
+    L.append("Both tools report in units of 100 ns (0.0 means below 0.1 µs). The pviommu "
+             "rows are its debugfs `map_bench` (2000 rounds, one thread: `map_page`, then "
+             "`unmap_page` and `unmap_flush` of the virtio mapping operations, with the real "
+             "hypervisor; the pviommu maps only virtio devices, so the DMA API no longer "
+             "reaches it); the others are the kernel's `dma_map_benchmark` (`-b 64`, %s s "
+             "each) on a spare PCI function (`pci-testdev`): dma-direct (unprotected) or "
+             "iommu-dma over virtio-iommu. n/a: map_bench runs one thread." %
+             report["params"]["dmb_seconds"])
     L.append("")
     keys = ["g%d-t%d" % (g, t) for g, t in DMB]
     L.append("| config | " + " | ".join("%s map | %s unmap" % (k, k) for k in keys) +
