@@ -4,7 +4,7 @@
 
 use crate::counters::Counters;
 use crate::pages::{host_bits, shareable, DIRECT_SHIFT, FORBIDDEN, PERM_BITS, RAM, TABLE_SHIFT};
-use crate::ram::GuestRam;
+use crate::ram::{GuestRam, OutOfRange};
 use pviommu_hyp_abi::call::{
     reserved_args_zero, Func, Status, ABI_VERSION, FEATURES_KNOWN, NR_ARGS, NR_RETS,
 };
@@ -192,6 +192,42 @@ fn frames(gpa: u64, bytes: u64) -> Option<Range<u64>> {
 /// outside.
 fn in_table(gfn: u64, nr: u64, tf: u64) -> u64 {
     tf.saturating_sub(gfn).min(nr)
+}
+
+/// Reads the ring records at `gpa` into `buf` the way the spec orders it:
+/// every record's `seq` first, then an Acquire fence, then its `gfn` and
+/// `nr_pages` (from `payloads`, a second copy).
+///
+/// One copy of whole records, then a fence, is not enough: the copy may
+/// read a slot's payload before the guest writes it and its `seq` after
+/// the guest publishes it, and the record would be taken as published
+/// with a stale payload -- an unmap's frames never applied, the consumer
+/// moved past them. A record whose `seq` changed between the two copies
+/// (the guest reused the slot meanwhile) is left unpublished for the next
+/// drain: its `seq` in `buf` is made one that never matches.
+fn read_records(
+    ram: &dyn GuestRam,
+    gpa: u64,
+    buf: &mut [u8],
+    payloads: &mut [u8],
+) -> Result<(), OutOfRange> {
+    ram.read(gpa, buf)?;
+    // Acquire: pairs with the guest's Release store of each `seq`, so the
+    // payloads and table entries read below are the ones written before.
+    fence(Ordering::Acquire);
+    let second = payloads.get_mut(..buf.len()).ok_or(OutOfRange)?;
+    ram.read(gpa, second)?;
+    let size = RING_RECORD_SIZE as usize;
+    for (first, again) in buf.chunks_exact_mut(size).zip(second.chunks_exact(size)) {
+        let reused = first[12..16] != again[12..16];
+        first[..12].copy_from_slice(&again[..12]);
+        if reused {
+            // With its top bit flipped, the slot's record reaches this
+            // `seq` only 2^31 records later: not published now.
+            first[15] ^= 0x80;
+        }
+    }
+    Ok(())
 }
 
 /// Counts the leading records of `buf` that are published (`seq` on) and
@@ -597,6 +633,7 @@ impl Hypervisor {
         let mut contiguous = true;
         let mut done = 0;
         let mut bytes = [0u8; CHUNK * RING_RECORD_SIZE as usize];
+        let mut payloads = [0u8; CHUNK * RING_RECORD_SIZE as usize];
         let tf = regs.table_frames;
         // Records naming overlapping or adjacent frames merge into one run,
         // applied with one table copy: bursts of neighbouring buffers, and
@@ -612,12 +649,9 @@ impl Hypervisor {
             let n = (avail - done).min(CHUNK as u64).min(size - pos) as usize;
             let buf = &mut bytes[..n * RING_RECORD_SIZE as usize];
             let gpa = regs.ring_gpa + RING_HEADER_SIZE + pos * RING_RECORD_SIZE;
-            if ram.read(gpa, buf).is_err() {
+            if read_records(ram, gpa, buf, &mut payloads).is_err() {
                 break;
             }
-            // Acquire: pairs with the guest's Release store of each `seq`,
-            // so the table reads below see the entries it wrote before.
-            fence(Ordering::Acquire);
             let mut records = 0;
             let mut bad = 0;
             let mut seq = record_seq(index);
