@@ -130,10 +130,10 @@ impl MapOps for Pviommu {
         crate::init::driver()
     }
 
-    fn map(&self, phys: u64, size: u64, d: Direction, cpu_sync: bool) -> Option<u64> {
+    fn map(&self, phys: u64, size: u64, d: Direction, cpu_sync: bool, limit: u64) -> Option<u64> {
         self.run(|p| {
             p.engine
-                .map(phys, size, dir(d), cpu_sync)
+                .map_within(phys, size, dir(d), cpu_sync, limit)
                 .inspect_err(|e| report("map", *e))
                 .ok()
         })

@@ -150,6 +150,17 @@ mod engine {
     }
 
     #[test]
+    fn dma_mask_is_honoured() {
+        assert_eq!(
+            failures(
+                stringify!(dma_mask_is_honoured),
+                selftest::dma_mask_is_honoured
+            ),
+            0
+        );
+    }
+
+    #[test]
     fn full_ring_forces_a_sync() {
         assert_eq!(
             failures(
@@ -213,6 +224,7 @@ mod engine {
             "one_sync_per_unmap_call",
             "one_sync_per_virtio_buffer",
             "unpublished_record_blocks_no_revocation",
+            "dma_mask_is_honoured",
             "full_ring_forces_a_sync",
             "failed_unshare_breaks_the_engine",
             "busy_is_retried",

@@ -143,7 +143,7 @@ impl MapOps for Refuse {
     fn get() -> Option<&'static Self> {
         None
     }
-    fn map(&self, _: u64, _: u64, _: Direction, _: bool) -> Option<u64> {
+    fn map(&self, _: u64, _: u64, _: Direction, _: bool, _: u64) -> Option<u64> {
         None
     }
     fn unmap(&self, _: u64, _: u64, _: Direction, _: bool) {}

@@ -52,9 +52,10 @@ pub(crate) trait MapOps: Sync + 'static {
     /// The instance the callbacks use; `None` refuses every mapping.
     fn get() -> Option<&'static Self>;
 
-    /// Maps `[phys, phys + size)`; returns the device address. `cpu_sync`
+    /// Maps `[phys, phys + size)` for a device that reaches addresses up
+    /// to `limit` (its DMA mask); returns the device address. `cpu_sync`
     /// is false for `DMA_ATTR_SKIP_CPU_SYNC`.
-    fn map(&self, phys: u64, size: u64, dir: Direction, cpu_sync: bool) -> Option<u64>;
+    fn map(&self, phys: u64, size: u64, dir: Direction, cpu_sync: bool, limit: u64) -> Option<u64>;
 
     /// Unmaps a mapping; the revocation may wait for [`MapOps::flush`].
     fn unmap(&self, dma: u64, size: u64, dir: Direction, cpu_sync: bool);
@@ -139,7 +140,7 @@ impl<T: MapOps> VTable<T> {
     ///
     /// Called only by the virtio core, with a valid `page`.
     unsafe extern "C" fn map_page(
-        _map: bindings::virtio_map,
+        map: bindings::virtio_map,
         page: *mut bindings::page,
         offset: c_ulong,
         size: usize,
@@ -151,7 +152,10 @@ impl<T: MapOps> VTable<T> {
         };
         // SAFETY: the virtio core passes a valid page.
         let phys = unsafe { bindings::page_to_phys(page) } + offset as u64;
-        ops.map(phys, size as u64, dir, cpu_sync(attrs))
+        // SAFETY: virtio_ring passes the `dma_dev` member of the union (a
+        // transport that uses `virtio_map_ops`, like ours, sets no other).
+        let limit = unsafe { dma_limit(map.dma_dev) };
+        ops.map(phys, size as u64, dir, cpu_sync(attrs), limit)
             .unwrap_or(DMA_MAPPING_ERROR)
     }
 
@@ -318,6 +322,26 @@ impl<T: MapOps> VTable<T> {
             unsafe { bindings::free_pages_exact(vaddr, bytes as usize) };
         }
     }
+}
+
+/// The highest DMA address `dev` reaches: its streaming DMA mask, or no
+/// limit when it has none (a device without a mask uses none).
+///
+/// # Safety
+///
+/// `dev` must be null or a valid device.
+unsafe fn dma_limit(dev: *mut bindings::device) -> u64 {
+    if dev.is_null() {
+        return u64::MAX;
+    }
+    // SAFETY: `dev` is valid (caller); `dma_mask` is null or points to the
+    // mask, which lives as long as the device.
+    let mask = unsafe { (*dev).dma_mask };
+    if mask.is_null() {
+        return u64::MAX;
+    }
+    // SAFETY: non-null, see above.
+    unsafe { *mask }
 }
 
 /// Whether the CPU copies of a bounced buffer are wanted.

@@ -216,8 +216,23 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
     /// `copy` is false for `DMA_ATTR_SKIP_CPU_SYNC`. A bounced buffer is
     /// copied in all the same (see `bounce_map`): the attribute only
     /// spares the unmap its copy back.
-    pub fn map(&self, phys: u64, size: u64, dir: Dir, _copy: bool) -> Result<u64, DmaError> {
-        let result = self.map_inner(phys, size, dir);
+    pub fn map(&self, phys: u64, size: u64, dir: Dir, copy: bool) -> Result<u64, DmaError> {
+        self.map_within(phys, size, dir, copy, u64::MAX)
+    }
+
+    /// [`Engine::map`] for a device that reaches DMA addresses up to
+    /// `limit` only (its DMA mask): a buffer above it bounces, and a
+    /// mapping no address of which the device reaches fails, rather than
+    /// hand the device an address it would truncate.
+    pub fn map_within(
+        &self,
+        phys: u64,
+        size: u64,
+        dir: Dir,
+        _copy: bool,
+        limit: u64,
+    ) -> Result<u64, DmaError> {
+        let result = self.map_inner(phys, size, dir, limit);
         match result {
             Ok(_) => Stats::inc(&self.stats.maps),
             Err(DmaError::PoolFull) => {
@@ -229,14 +244,16 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         result
     }
 
-    fn map_inner(&self, phys: u64, size: u64, dir: Dir) -> Result<u64, DmaError> {
+    fn map_inner(&self, phys: u64, size: u64, dir: Dir, limit: u64) -> Result<u64, DmaError> {
         if self.is_broken() {
             return Err(DmaError::Broken);
         }
         if size == 0 || phys.checked_add(size).is_none() {
             return Err(DmaError::Invalid);
         }
+        let reachable = |dma: u64| dma + (size - 1) <= limit;
         match route(self.cfg.mode, phys, size, self.cfg.bounce_threshold) {
+            Route::InPlace if !reachable(phys) => self.bounce_within(phys, size, reachable),
             Route::InPlace => {
                 let (gfn, nr) = frames(phys, size)?;
                 match self.cfg.mode {
@@ -245,8 +262,29 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
                 }
                 Ok(phys)
             }
-            Route::Bounce => self.bounce_map(phys, size),
+            Route::Bounce => self.bounce_within(phys, size, reachable),
         }
+    }
+
+    /// Bounces a buffer into slots the device reaches, or fails (the pool
+    /// lies where it was allocated; a device with a narrow mask below it
+    /// cannot be served).
+    fn bounce_within(
+        &self,
+        phys: u64,
+        size: u64,
+        reachable: impl Fn(u64) -> bool,
+    ) -> Result<u64, DmaError> {
+        let dma = self.bounce_map(phys, size)?;
+        if reachable(dma) {
+            return Ok(dma);
+        }
+        self.free_slots(Slots {
+            first: self.pool.slot_of(dma),
+            pages: pages_spanned(dma % PAGE_SIZE, size),
+        });
+        Stats::inc(&self.stats.unreachable);
+        Err(DmaError::Invalid)
     }
 
     /// Unmaps a mapping; the invalidation happens in [`Engine::finish`].

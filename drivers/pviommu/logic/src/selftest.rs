@@ -742,6 +742,46 @@ pub fn unpublished_record_blocks_no_revocation(c: &dyn Check) {
     });
 }
 
+/// A device's DMA mask is honoured: a buffer it reaches is shared in
+/// place; one above its mask would bounce, and a bounce whose slot lies
+/// above the mask fails instead of handing the device an address it
+/// would truncate.
+pub fn dma_mask_is_honoured(c: &dyn Check) {
+    Fixture::new().with(Mode::Share, |e, _, _, fx| {
+        let below = 4 * PAGE_SIZE;
+        let limit = 16 * PAGE_SIZE - 1;
+        c.check(
+            e.map_within(below, PAGE_SIZE, Dir::ToDevice, true, limit) == Ok(below),
+            "a reachable buffer is shared in place",
+        );
+        let above = 40 * PAGE_SIZE;
+        let r = e.map_within(above, PAGE_SIZE, Dir::ToDevice, true, limit);
+        c.check(
+            r.is_err(),
+            "an unreachable buffer with an unreachable pool fails",
+        );
+        c.check(
+            fx.entry(40) == 0,
+            "the unreachable buffer's page stays private",
+        );
+        c.check(e.pool().used() == 0, "no bounce slot is kept");
+        c.check(
+            fx.stats.unreachable.load(Ordering::Relaxed) == 1,
+            "counted as unreachable",
+        );
+        // A sub-page buffer bounces: the pool's slot must be reachable too.
+        let r = e.map_within(below + 64, 128, Dir::ToDevice, true, limit);
+        c.check(r.is_err(), "a bounce into an unreachable pool fails");
+        c.check(e.pool().used() == 0, "and keeps no slot");
+        let wide = POOL_BASE + POOL_PAGES as u64 * PAGE_SIZE - 1;
+        let r = e.map_within(below + 64, 128, Dir::ToDevice, true, wide);
+        c.check(
+            r.is_ok_and(|d| d >= POOL_BASE && d <= wide),
+            "with the pool reachable, the same buffer bounces",
+        );
+    });
+}
+
 /// A full ring forces a `SYNC` and the mapping still succeeds.
 pub fn full_ring_forces_a_sync(c: &dyn Check) {
     Fixture::new().with(Mode::Share, |e, hyp, _, _| {
@@ -925,6 +965,7 @@ pub const CASES: &[(&str, Case)] = &[
         "unpublished_record_blocks_no_revocation",
         unpublished_record_blocks_no_revocation,
     ),
+    ("dma_mask_is_honoured", dma_mask_is_honoured),
     ("full_ring_forces_a_sync", full_ring_forces_a_sync),
     (
         "failed_unshare_breaks_the_engine",

@@ -59,6 +59,8 @@ counters! {
     pool_pages_used,
     /// Mappings refused because the bounce pool was full.
     pool_exhausted,
+    /// Mappings refused because the device's DMA mask cannot reach them.
+    unreachable,
     /// Mapping failures of any kind (DMA_MAPPING_ERROR returned).
     map_errors,
     /// Unshares the hypervisor failed or did not confirm.

@@ -40,6 +40,7 @@ cases!(
     one_sync_per_unmap_call,
     one_sync_per_virtio_buffer,
     unpublished_record_blocks_no_revocation,
+    dma_mask_is_honoured,
     full_ring_forces_a_sync,
     failed_unshare_breaks_the_engine,
     busy_is_retried,
