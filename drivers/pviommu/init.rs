@@ -266,7 +266,7 @@ fn probe(dev: pci::MailboxDevice) -> Result {
     );
     if !cfg.apply {
         pr_warn!(
-            "{:?}: the hypervisor has no APPLY (ABI 1.1): a full ring held by a descheduled vCPU makes the others wait\n",
+            "{:?}: the hypervisor has no APPLY (FEATURE_APPLY): a full ring held by a descheduled vCPU makes the others wait\n",
             name
         );
     }

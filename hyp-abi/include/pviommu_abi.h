@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * pviommu guest/hypervisor ABI v1.1, for hypervisor implementers.
+ * pviommu guest/hypervisor ABI v2.0, for hypervisor implementers.
  *
  * Normative text: Documentation/virt/pviommu/abi.rst. This header mirrors
  * the Rust crate hyp-abi/ (the source of truth); hyp-abi/tests/header.rs
@@ -21,8 +21,8 @@
 #endif
 
 /* Versioning. */
-#define PVIOMMU_ABI_MAJOR		1
-#define PVIOMMU_ABI_MINOR		1
+#define PVIOMMU_ABI_MAJOR		2
+#define PVIOMMU_ABI_MINOR		0
 #define PVIOMMU_ABI_VERSION		((PVIOMMU_ABI_MAJOR << 16) | PVIOMMU_ABI_MINOR)
 
 /* Feature bits (VERSION r1, mailbox header); undefined bits are reserved. */
@@ -40,7 +40,11 @@
 #define PVIOMMU_TABLE_PERM_MASK		0x03
 #define PVIOMMU_TABLE_RESERVED_MASK	0xfc
 
-/* Function numbers and SMCCC IDs (provisional: vendor hyp, fast, SMC64). */
+/*
+ * Function numbers and SMCCC IDs (provisional: vendor hyp, fast, SMC64,
+ * function numbers 0x8000 + n, outside KVM's 0..127). A guest issues them
+ * only after ARM_SMCCC_VENDOR_HYP_CALL_UID_FUNC_ID reported KVM's UID.
+ */
 #define PVIOMMU_FUNC_VERSION		0
 #define PVIOMMU_FUNC_INIT		1
 #define PVIOMMU_FUNC_SYNC		2
@@ -48,17 +52,20 @@
 #define PVIOMMU_FUNC_UNSHARE		4
 #define PVIOMMU_FUNC_RESET		5
 #define PVIOMMU_FUNC_APPLY		6	/* if PVIOMMU_FEATURE_APPLY */
-#define PVIOMMU_SMCCC_FUNC_BASE		0xC6000060U
+#define PVIOMMU_SMCCC_FUNC_BASE		0xC6008000U
 #define PVIOMMU_SMCCC_ID(func)		(PVIOMMU_SMCCC_FUNC_BASE + (func))
 
-/* Status codes. */
+/*
+ * Status codes. The first three are SMCCC's; -2 (SMCCC NOT_REQUIRED) is
+ * never returned; the pviommu-specific ones start at -0x100.
+ */
 #define PVIOMMU_SUCCESS			0
 #define PVIOMMU_NOT_SUPPORTED		(-1)
-#define PVIOMMU_INVALID_PARAMETER	(-2)
-#define PVIOMMU_DENIED			(-3)
-#define PVIOMMU_BUSY			(-4)
-#define PVIOMMU_NO_MEMORY		(-5)
-#define PVIOMMU_BAD_STATE		(-6)
+#define PVIOMMU_INVALID_PARAMETER	(-3)
+#define PVIOMMU_DENIED			(-0x100)
+#define PVIOMMU_BUSY			(-0x101)
+#define PVIOMMU_NO_MEMORY		(-0x102)
+#define PVIOMMU_BAD_STATE		(-0x103)
 
 /* Ring. */
 #define PVIOMMU_RING_HEADER_SIZE	4096

@@ -8,18 +8,19 @@
 
 use super::error::{EAGAIN, EBUSY, EINVAL, EIO, ENOMEM, EOPNOTSUPP, EPERM};
 
-/// ABI major version: incompatible changes bump it.
-pub const ABI_MAJOR: u16 = 1;
-/// ABI minor version: compatible additions bump it. 1.1 added `APPLY`.
-pub const ABI_MINOR: u16 = 1;
+/// ABI major version: incompatible changes bump it. 2.0 moved the SMCCC
+/// function IDs and renumbered the status codes.
+pub const ABI_MAJOR: u16 = 2;
+/// ABI minor version: compatible additions bump it.
+pub const ABI_MINOR: u16 = 0;
 /// The version as `VERSION` returns it in `r0`: `(major << 16) | minor`.
 pub const ABI_VERSION: u32 = ((ABI_MAJOR as u32) << 16) | ABI_MINOR as u32;
 /// Feature bit (`VERSION` `r1`): the hypervisor implements `APPLY`, so the
 /// guest can revoke or grant a frame range without a ring record. Defined
-/// in ABI 1.1; a guest checks this bit, not the minor version, before it
-/// calls `APPLY`.
+/// in ABI 1.1 and kept unchanged in 2.0; a guest checks this bit, not the
+/// minor version, before it calls `APPLY`.
 pub const FEATURE_APPLY: u64 = 1 << 0;
-/// Feature bits defined by ABI 1.1. Undefined bits are reserved: a
+/// Feature bits defined by ABI 2.0. Undefined bits are reserved: a
 /// hypervisor returns them as 0 and a guest ignores them, so that a later
 /// minor version can define them without breaking this one.
 pub const FEATURES_KNOWN: u64 = FEATURE_APPLY;
@@ -30,10 +31,13 @@ pub const NR_ARGS: usize = 6;
 pub const NR_RETS: usize = 3;
 
 /// Base of the SMCCC function IDs: fast call, SMC64, vendor-specific
-/// hypervisor service (owner 6), function numbers from 0x60 on.
+/// hypervisor service (owner 6), function numbers from 0x8000 on.
 ///
-/// Provisional: the numbers are not allocated by any authority yet.
-pub const SMCCC_FUNC_BASE: u32 = 0xC600_0060;
+/// KVM owns vendor-hyp function numbers 0..127 (`ARM_SMCCC_KVM_NUM_FUNCS`);
+/// 0x8000 is far outside that block and its growth. Provisional: the
+/// numbers are not allocated by any authority yet. A guest issues them only
+/// after the vendor-hyp UID call identified KVM (see the spec).
+pub const SMCCC_FUNC_BASE: u32 = 0xC600_8000;
 
 /// The functions of the ABI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +56,7 @@ pub enum Func {
     /// Unshare everything and return to the un-initialised state.
     Reset = 5,
     /// Apply the table entries of a frame range without the ring, with
-    /// invalidation (ABI 1.1, `FEATURE_APPLY`).
+    /// invalidation (`FEATURE_APPLY`, since ABI 1.1).
     Apply = 6,
 }
 
@@ -124,27 +128,56 @@ impl Func {
 }
 
 /// Status returned by every call.
+///
+/// `Success`, `NotSupported` and `InvalidParameter` have SMCCC's values
+/// and meanings. -2 (SMCCC `NOT_REQUIRED`) is never returned and is not a
+/// status: a guest treats it as any undefined value (a hostile answer).
+/// The pviommu-specific statuses sit in a block SMCCC does not use, from
+/// -0x100 down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(i64)]
 pub enum Status {
     /// The call succeeded (possibly partially: see `r0`).
     Success = 0,
-    /// The function or a feature it needs is not implemented.
+    /// The function or a feature it needs is not implemented (SMCCC
+    /// `NOT_SUPPORTED`).
     NotSupported = -1,
-    /// An argument is malformed or a reserved argument is not zero.
-    InvalidParameter = -2,
+    /// An argument is malformed or a reserved argument is not zero (SMCCC
+    /// `INVALID_PARAMETER`).
+    InvalidParameter = -3,
     /// The arguments name memory the guest may not use that way.
-    Denied = -3,
+    Denied = -0x100,
     /// Transient: retry the same call.
-    Busy = -4,
+    Busy = -0x101,
     /// The hypervisor cannot allocate what the call needs.
-    NoMemory = -5,
+    NoMemory = -0x102,
     /// The call is not valid in the current state (e.g. not initialised).
-    BadState = -6,
+    BadState = -0x103,
 }
 
 /// Number of defined statuses, `Success` included.
 pub const NR_STATUSES: usize = 7;
+
+// Every status decodes from its own value, and SMCCC NOT_REQUIRED (-2)
+// decodes to none.
+const _: () = {
+    let all = [
+        Status::Success,
+        Status::NotSupported,
+        Status::InvalidParameter,
+        Status::Denied,
+        Status::Busy,
+        Status::NoMemory,
+        Status::BadState,
+    ];
+    assert!(all.len() == NR_STATUSES);
+    let mut i = 0;
+    while i < NR_STATUSES {
+        assert!(matches!(Status::from_raw(all[i].raw()), Some(s) if s as i64 == all[i] as i64));
+        i += 1;
+    }
+    assert!(Status::from_raw(-2).is_none());
+};
 
 impl Status {
     /// Decodes a raw status; `None` if the value is not defined.
@@ -152,11 +185,12 @@ impl Status {
         match raw {
             0 => Some(Status::Success),
             -1 => Some(Status::NotSupported),
-            -2 => Some(Status::InvalidParameter),
-            -3 => Some(Status::Denied),
-            -4 => Some(Status::Busy),
-            -5 => Some(Status::NoMemory),
-            -6 => Some(Status::BadState),
+            // -2 is SMCCC NOT_REQUIRED: never a pviommu status.
+            -3 => Some(Status::InvalidParameter),
+            -0x100 => Some(Status::Denied),
+            -0x101 => Some(Status::Busy),
+            -0x102 => Some(Status::NoMemory),
+            -0x103 => Some(Status::BadState),
             _ => None,
         }
     }

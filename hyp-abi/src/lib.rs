@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 
-//! The pviommu guest/hypervisor ABI, version 1.1.
+//! The pviommu guest/hypervisor ABI, version 2.0.
 //!
 //! This is the normative Rust rendering of `Documentation/virt/pviommu/abi.rst`:
 //! wire layouts with compile-time size and offset checks, function numbers,

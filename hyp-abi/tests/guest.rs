@@ -8,7 +8,7 @@ use pviommu_hyp_abi::call::{
     errno_from_status, Func, Status, ABI_VERSION, FEATURES_KNOWN, FEATURE_APPLY, NR_FUNCS,
 };
 use pviommu_hyp_abi::check::{
-    check_consumer, check_mailbox_header, check_progress, check_sync, check_version,
+    check_consumer, check_mailbox_header, check_progress, check_status, check_sync, check_version,
 };
 use pviommu_hyp_abi::error::{
     Error, EAGAIN, EBUSY, EINVAL, EIO, ENOMEM, EOPNOTSUPP, EOVERFLOW, EPERM,
@@ -224,12 +224,22 @@ fn every_status_has_one_errno() {
     let expect = [
         (0, 0),
         (-1, -EOPNOTSUPP),
-        (-2, -EINVAL),
-        (-3, -EPERM),
-        (-4, -EAGAIN),
-        (-5, -ENOMEM),
-        (-6, -EBUSY),
+        (-3, -EINVAL),
+        (-0x100, -EPERM),
+        (-0x101, -EAGAIN),
+        (-0x102, -ENOMEM),
+        (-0x103, -EBUSY),
+        // SMCCC NOT_REQUIRED is not a pviommu status.
+        (-2, -EIO),
+        // The 1.x numbers of DENIED..BAD_STATE, and the neighbours of the
+        // pviommu block, are undefined.
+        (-4, -EIO),
+        (-5, -EIO),
+        (-6, -EIO),
         (-7, -EIO),
+        (-0xff, -EIO),
+        (-0x104, -EIO),
+        (0x100, -EIO),
         (1, -EIO),
         (i64::MIN, -EIO),
     ];
@@ -239,6 +249,8 @@ fn every_status_has_one_errno() {
             assert_eq!(s.raw(), status);
         }
     }
+    assert_eq!(Status::from_raw(-2), None);
+    assert_eq!(check_status(-2), Err(Error::Hostile));
     assert_eq!(Error::Overflow.to_errno(), -EOVERFLOW);
     assert_eq!(Error::Hostile.to_errno(), -EIO);
     assert_eq!(Error::Hyp(Status::Denied).to_errno(), -EPERM);
@@ -246,13 +258,18 @@ fn every_status_has_one_errno() {
 
 #[test]
 fn function_ids_are_vendor_hyp_fast_smc64() {
-    assert_eq!(Func::Version.smccc_id(), 0xC600_0060);
-    assert_eq!(Func::Reset.smccc_id(), 0xC600_0065);
-    assert_eq!(Func::Apply.smccc_id(), 0xC600_0066);
-    assert_eq!(Func::from_smccc_id(0xC600_0062), Some(Func::Sync));
-    assert_eq!(Func::from_smccc_id(0xC600_0066), Some(Func::Apply));
-    assert_eq!(Func::from_smccc_id(0xC600_0067), None);
-    assert_eq!(Func::from_smccc_id(0x8600_0060), None);
+    assert_eq!(Func::Version.smccc_id(), 0xC600_8000);
+    assert_eq!(Func::Reset.smccc_id(), 0xC600_8005);
+    assert_eq!(Func::Apply.smccc_id(), 0xC600_8006);
+    assert_eq!(Func::from_smccc_id(0xC600_8002), Some(Func::Sync));
+    assert_eq!(Func::from_smccc_id(0xC600_8006), Some(Func::Apply));
+    assert_eq!(Func::from_smccc_id(0xC600_8007), None);
+    assert_eq!(Func::from_smccc_id(0x8600_8000), None);
+    // KVM's vendor-hyp functions (0..127), the 1.x IDs among them, are
+    // not ours.
+    for kvm in 0..128 {
+        assert_eq!(Func::from_smccc_id(0xC600_0000 + kvm), None, "{kvm}");
+    }
     for raw in 0..NR_FUNCS as u32 {
         assert_eq!(Func::from_raw(raw).map(|f| f as u32), Some(raw));
     }
@@ -262,26 +279,44 @@ fn function_ids_are_vendor_hyp_fast_smc64() {
 
 #[test]
 fn hypervisor_answers_are_checked() {
+    assert_eq!(ABI_VERSION, 0x2_0000);
     let v = check_version(0, &[ABI_VERSION.into(), FEATURE_APPLY, 16]).unwrap();
-    assert_eq!((v.major, v.minor, v.max_ring_order), (1, 1, 16));
+    assert_eq!((v.major, v.minor, v.max_ring_order), (2, 0, 16));
     assert_eq!(v.features, FEATURE_APPLY);
-    // A 1.0 hypervisor: no APPLY.
-    let v = check_version(0, &[0x1_0000, 0, 16]).unwrap();
+    // A 2.0 hypervisor without APPLY.
+    let v = check_version(0, &[0x2_0000, 0, 16]).unwrap();
     assert_eq!((v.minor, v.features & FEATURE_APPLY), (0, 0));
     // Bits a later minor version defines are not an error: the guest
     // ignores them by testing only the bits it knows.
-    let v = check_version(0, &[0x1_0007, !FEATURES_KNOWN, 16]).unwrap();
+    let v = check_version(0, &[0x2_0007, !FEATURES_KNOWN, 16]).unwrap();
     assert_eq!((v.minor, v.features & FEATURES_KNOWN), (7, 0));
+    // 1.x (other function IDs and statuses) and 3.x are declined.
+    for other in [0x1_0000, 0x1_0001, 0x3_0000] {
+        assert_eq!(
+            check_version(0, &[other, 0, 16]),
+            Err(Error::Hyp(Status::NotSupported)),
+            "{other:#x}"
+        );
+    }
+    assert_eq!(check_version(0, &[1 << 40, 0, 16]), Err(Error::Hostile));
+    assert_eq!(check_version(0, &[0x2_0000, 0, 99]), Err(Error::Hostile));
+    assert_eq!(check_version(-9, &[0; 3]), Err(Error::Hostile));
+    // SMCCC NOT_SUPPORTED from VERSION: no pviommu.
     assert_eq!(
-        check_version(0, &[0x2_0000, 0, 16]),
+        check_version(-1, &[0; 3]),
         Err(Error::Hyp(Status::NotSupported))
     );
-    assert_eq!(check_version(0, &[1 << 40, 0, 16]), Err(Error::Hostile));
-    assert_eq!(check_version(0, &[0x1_0000, 0, 99]), Err(Error::Hostile));
-    assert_eq!(check_version(-9, &[0; 3]), Err(Error::Hostile));
     assert_eq!(check_progress(0, 3, 4), Ok(3));
     assert_eq!(check_progress(0, 5, 4), Err(Error::Hostile));
-    assert_eq!(check_progress(-3, 0, 4), Err(Error::Hyp(Status::Denied)));
+    assert_eq!(
+        check_progress(-0x100, 0, 4),
+        Err(Error::Hyp(Status::Denied))
+    );
+    assert_eq!(
+        check_progress(-3, 0, 4),
+        Err(Error::Hyp(Status::InvalidParameter))
+    );
+    assert_eq!(check_progress(-2, 0, 4), Err(Error::Hostile));
     assert!(check_sync(0, &[8, 10, 10], 8, 10).is_ok());
     assert!(
         check_sync(0, &[2, 20, 20], 8, 10).is_ok(),
@@ -338,16 +373,19 @@ fn mailbox_header_is_checked_against_the_bar() {
         check_mailbox_header(&MailboxHeader { magic: 0, ..good }, 65536),
         not_ours
     );
-    assert_eq!(
-        check_mailbox_header(
-            &MailboxHeader {
-                abi_version: 0x2_0000,
-                ..good
-            },
-            65536
-        ),
-        not_ours
-    );
+    for other in [0x1_0001, 0x3_0000] {
+        assert_eq!(
+            check_mailbox_header(
+                &MailboxHeader {
+                    abi_version: other,
+                    ..good
+                },
+                65536
+            ),
+            not_ours,
+            "{other:#x}"
+        );
+    }
     for (h, bar) in [
         (good, 32768),
         (

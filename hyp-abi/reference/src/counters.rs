@@ -37,7 +37,9 @@ pub struct Counters {
     pub calls: [u64; NR_FUNCS],
     /// Calls with an unknown function number.
     pub calls_unknown: u64,
-    /// Calls by returned status, indexed by `-status`.
+    /// Calls by returned status, indexed by the status's position in
+    /// `Status` (`Success` 0, `NotSupported` 1, `InvalidParameter` 2,
+    /// `Denied` 3, `Busy` 4, `NoMemory` 5, `BadState` 6), not by its value.
     pub statuses: [u64; NR_STATUSES],
 }
 
@@ -69,7 +71,37 @@ const STATUSES: [Status; NR_STATUSES] = [
     Status::BadState,
 ];
 
+// `statuses[i]` counts `STATUSES[i]`: `status_index` must agree.
+const _: () = {
+    let mut i = 0;
+    while i < NR_STATUSES {
+        assert!(status_index(STATUSES[i]) == i);
+        i += 1;
+    }
+};
+
+/// Returns the index of `status` in `Counters::statuses`.
+const fn status_index(status: Status) -> usize {
+    match status {
+        Status::Success => 0,
+        Status::NotSupported => 1,
+        Status::InvalidParameter => 2,
+        Status::Denied => 3,
+        Status::Busy => 4,
+        Status::NoMemory => 5,
+        Status::BadState => 6,
+    }
+}
+
 impl Counters {
+    /// Counts a call that returned the raw status `raw`; a value outside
+    /// the defined set (which the reference never returns) is not counted.
+    pub fn count_status(&mut self, raw: i64) {
+        if let Some(status) = Status::from_raw(raw) {
+            self.statuses[status_index(status)] += 1;
+        }
+    }
+
     /// Returns the number of calls that returned an error status.
     pub fn errors(&self) -> u64 {
         self.statuses.iter().skip(1).sum()

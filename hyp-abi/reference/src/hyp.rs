@@ -365,10 +365,7 @@ impl Hypervisor {
                 }
             }
         };
-        let index = usize::try_from(result.status.unsigned_abs()).unwrap_or(usize::MAX);
-        if let Some(n) = self.counters.statuses.get_mut(index) {
-            *n += 1;
-        }
+        self.counters.count_status(result.status);
         self.sync_counters();
         result
     }

@@ -93,7 +93,7 @@ fn non_zero_flags_are_invalid() {
     };
     write_slot(&region, 0, &s);
     assert_eq!(serve_mailbox(&mut g.hyp, &g.ram, &region), 1);
-    assert_eq!(read_slot(&region, 0).status, -2);
+    assert_eq!(read_slot(&region, 0).status, -3, "INVALID_PARAMETER");
 }
 
 #[test]

@@ -27,7 +27,7 @@ fn version_init_and_completion_interrupt() {
     let h = Refhyp::start("version", &[]);
     let mut g = Guest::connect(&h);
     let (st, ret) = g.call(FUNC_VERSION, [0; 6]);
-    assert_eq!((st, ret[0], ret[1]), (ST_SUCCESS, ABI_1_1, FEATURE_APPLY));
+    assert_eq!((st, ret[0], ret[1]), (ST_SUCCESS, ABI_2_0, FEATURE_APPLY));
     // The hypervisor raises our vector once the doorbell is served (just
     // after the answer is published).
     wait_for(|| g.irq.read().ok());
@@ -43,7 +43,7 @@ fn version_init_and_completion_interrupt() {
             POOL_PAGES,
         ],
     );
-    assert_eq!(st, -6, "a second INIT is refused (BAD_STATE)");
+    assert_eq!(st, ST_BAD_STATE, "a second INIT is refused");
     let c = h.stop();
     assert_eq!(c.get("hyp", "exits_hypercall"), 3);
     assert_eq!(c.get("device", "doorbells"), 3);
@@ -100,7 +100,7 @@ fn garbage_mailbox_is_answered_not_fatal() {
             });
             let status = i64::from_le_bytes(s[64..72].try_into().unwrap());
             assert!(
-                (-6..=0).contains(&status),
+                ST_ALL.contains(&status),
                 "round {round} slot {slot}: status {status}"
             );
         }
@@ -129,7 +129,11 @@ fn malformed_calls_are_refused() {
         ST_NOT_SUPPORTED,
         "unknown function"
     );
-    assert_eq!(g.call(FUNC_SYNC, [0; 6]).0, -6, "SYNC before INIT");
+    assert_eq!(
+        g.call(FUNC_SYNC, [0; 6]).0,
+        ST_BAD_STATE,
+        "SYNC before INIT"
+    );
     // INIT naming memory outside RAM, or overlapping table and ring.
     let bad = [
         [

@@ -43,16 +43,27 @@ pub const FUNC_SYNC: u32 = 2;
 pub const FUNC_SHARE: u32 = 3;
 pub const FUNC_UNSHARE: u32 = 4;
 pub const FUNC_APPLY: u32 = 6;
-/// Functions defined by ABI 1.1 (numbers `0..NR_FUNCS`).
+/// Functions defined by ABI 2.0 (numbers `0..NR_FUNCS`).
 pub const NR_FUNCS: u32 = 7;
-pub const ABI_1_1: u64 = 0x1_0001;
+pub const ABI_2_0: u64 = 0x2_0000;
 pub const FEATURE_APPLY: u64 = 1;
 pub const ST_SUCCESS: i64 = 0;
 pub const ST_NOT_SUPPORTED: i64 = -1;
-pub const ST_INVALID: i64 = -2;
-pub const ST_DENIED: i64 = -3;
-pub const ST_BUSY: i64 = -4;
-pub const ST_NO_MEMORY: i64 = -5;
+pub const ST_INVALID: i64 = -3;
+pub const ST_DENIED: i64 = -0x100;
+pub const ST_BUSY: i64 = -0x101;
+pub const ST_NO_MEMORY: i64 = -0x102;
+pub const ST_BAD_STATE: i64 = -0x103;
+/// Every status ABI 2.0 defines (-2, SMCCC `NOT_REQUIRED`, is not one).
+pub const ST_ALL: [i64; 7] = [
+    ST_SUCCESS,
+    ST_NOT_SUPPORTED,
+    ST_INVALID,
+    ST_DENIED,
+    ST_BUSY,
+    ST_NO_MEMORY,
+    ST_BAD_STATE,
+];
 pub const PERM_NONE: u8 = 0;
 pub const PERM_READ: u8 = 1;
 pub const PERM_RW: u8 = 3;
