@@ -115,7 +115,7 @@ pub struct Config {
     pub lazy_max_pages: u64,
     /// `pviommu.bounce_threshold`, bytes.
     pub bounce_threshold: u64,
-    /// The hypervisor implements `APPLY` (`FEATURE_APPLY`, ABI 1.1).
+    /// The hypervisor implements `APPLY` (`FEATURE_APPLY` in `VERSION`).
     pub apply: bool,
 }
 
