@@ -133,12 +133,6 @@ impl Batch {
     pub fn pending(&self) -> u64 {
         self.pending
     }
-
-    /// A batch that already holds `pending` pages, for a caller that keeps
-    /// the count across several DMA API calls (`dma_unmap_batch_begin`).
-    pub fn with_pending(pending: u64) -> Batch {
-        Batch { pending }
-    }
 }
 
 /// The engine of one pviommu instance.
