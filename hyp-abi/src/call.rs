@@ -158,19 +158,21 @@ pub enum Status {
 /// Number of defined statuses, `Success` included.
 pub const NR_STATUSES: usize = 7;
 
+/// Every status, in declaration order.
+pub const STATUSES: [Status; NR_STATUSES] = [
+    Status::Success,
+    Status::NotSupported,
+    Status::InvalidParameter,
+    Status::Denied,
+    Status::Busy,
+    Status::NoMemory,
+    Status::BadState,
+];
+
 // Every status decodes from its own value, and SMCCC NOT_REQUIRED (-2)
 // decodes to none.
 const _: () = {
-    let all = [
-        Status::Success,
-        Status::NotSupported,
-        Status::InvalidParameter,
-        Status::Denied,
-        Status::Busy,
-        Status::NoMemory,
-        Status::BadState,
-    ];
-    assert!(all.len() == NR_STATUSES);
+    let all = STATUSES;
     let mut i = 0;
     while i < NR_STATUSES {
         assert!(matches!(Status::from_raw(all[i].raw()), Some(s) if s as i64 == all[i] as i64));

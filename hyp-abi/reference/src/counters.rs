@@ -2,7 +2,7 @@
 
 //! What the reference hypervisor counts, for tests and benchmarks.
 
-use pviommu_hyp_abi::call::{Func, Status, NR_FUNCS, NR_STATUSES};
+use pviommu_hyp_abi::call::{Func, Status, NR_FUNCS, NR_STATUSES, STATUSES};
 use std::fmt::Write;
 
 /// Event counters; every field only grows until `Hypervisor::new`.
@@ -61,15 +61,6 @@ const _: () = {
         i += 1;
     }
 };
-const STATUSES: [Status; NR_STATUSES] = [
-    Status::Success,
-    Status::NotSupported,
-    Status::InvalidParameter,
-    Status::Denied,
-    Status::Busy,
-    Status::NoMemory,
-    Status::BadState,
-];
 
 // `statuses[i]` counts `STATUSES[i]`: `status_index` must agree.
 const _: () = {
