@@ -16,7 +16,7 @@ export KDIR
 export PVIOMMU_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pviommu
 export CARGO_TARGET_DIR ?= $(PVIOMMU_CACHE)/cargo-target
 
-.PHONY: all setup kernel run check cargo-test lint kunit boot-test refhyp-test clean help
+.PHONY: all setup kernel run check cargo-test loom lint kunit boot-test refhyp-test clean help
 
 all: kernel
 
@@ -38,6 +38,11 @@ check:
 # The steps of `make check`, one by one.
 cargo-test: setup
 	cargo test --workspace
+
+# The ring protocol's loom model (hyp-abi/tests/loom.rs).
+loom: setup
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$(CARGO_TARGET_DIR)/loom" \
+		cargo test -p pviommu-hyp-abi --release --test loom
 
 lint: setup
 	@scripts/lint.sh
