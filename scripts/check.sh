@@ -78,6 +78,17 @@ fi
 step kernel-build scripts/kernel.sh build
 counted cargo-test cargo_tests
 counted loom loom_tests
+# The hypervisor's parsing of guest-written memory, fuzzed for a minute;
+# libFuzzer's progress goes to the log, its final statistics here.
+fuzz_smoke() {
+	local log=$results/fuzz.log rc
+	hyp-abi/fuzz/smoke.sh 60 >"$log" 2>&1
+	rc=$?
+	grep -E '^(Done|stat::|==[0-9]+==|SUMMARY)' "$log" | tail -12
+	[ "$rc" -eq 0 ] || tail -40 "$log"
+	return "$rc"
+}
+step fuzz-smoke fuzz_smoke
 step lint scripts/lint.sh
 if [ "$(cat "$results/kernel-build")" = "1 0 0" ]; then
 	counted kunit tests/kunit/run.py --results "$results/kunit"

@@ -4,6 +4,7 @@
 : "${PVIOMMU_CACHE:=${XDG_CACHE_HOME:-$HOME/.cache}/pviommu}"
 : "${PVIOMMU_TOOLS:=$PVIOMMU_CACHE/tools}"
 BINDGEN_VERSION=0.73.0
+CARGO_FUZZ_VERSION=0.13.2
 PLY_VERSION=3.11
 GITPYTHON_VERSION=3.2.1
 # The LLVM toolchain of the kernel build, as the kernel's LLVM=-19 names

@@ -58,6 +58,13 @@ if [ "$("$PVIOMMU_TOOLS/bin/bindgen" --version 2>/dev/null)" != "bindgen $BINDGE
 		die "cargo install bindgen-cli $BINDGEN_VERSION failed: check that crates.io is reachable and libclang-19-dev is installed"
 fi
 
+# cargo-fuzz, pinned, in the tool cache: make check's fuzz smoke run.
+if [ "$("$PVIOMMU_TOOLS/bin/cargo-fuzz" --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
+	say "installing cargo-fuzz $CARGO_FUZZ_VERSION into $PVIOMMU_TOOLS"
+	cargo install --quiet --locked --root "$PVIOMMU_TOOLS" --version "$CARGO_FUZZ_VERSION" cargo-fuzz ||
+		die "cargo install cargo-fuzz $CARGO_FUZZ_VERSION failed: check that crates.io is reachable"
+fi
+
 # checkpatch.pl runs scripts/spdxcheck.py on new files, which imports ply
 # and GitPython: install them for the python3 on PATH (Debian's packages
 # only reach Debian's own python3).
