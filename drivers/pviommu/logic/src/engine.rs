@@ -145,7 +145,6 @@ pub struct Engine<'a, H: Hypercalls, C: Copier> {
     copier: C,
     stats: &'a Stats,
     broken: AtomicBool,
-    lazy_pending: AtomicU64,
     /// Pages whose entries deferred unmaps cleared and published, ever.
     cleared: AtomicU64,
     /// The value of `cleared` that the last successful flush covered.
@@ -172,7 +171,6 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
             copier,
             stats,
             broken: AtomicBool::new(false),
-            lazy_pending: AtomicU64::new(0),
             cleared: AtomicU64::new(0),
             covered: AtomicU64::new(0),
         }
@@ -311,6 +309,11 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
     pub fn unmap_deferred(&self, dma: u64, size: u64, dir: Dir, copy: bool) {
         let mut batch = Batch::default();
         self.unmap(dma, size, dir, copy, &mut batch);
+        self.defer(batch);
+    }
+
+    /// Counts a batch's cleared pages as waiting for a flush.
+    fn defer(&self, batch: Batch) {
         if batch.pending > 0 {
             // Release: the records are published before the count says so.
             self.cleared.fetch_add(batch.pending, Ordering::Release);
@@ -336,24 +339,14 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         Ok(())
     }
 
-    /// Ends an unmap call: in strict mode one `SYNC` for everything the
-    /// call cleared; in lazy mode only once enough is pending.
+    /// Ends an unmap call: its pages join the deferred ones and are
+    /// flushed now (in lazy mode, once enough are pending).
     pub fn finish(&self, batch: Batch) -> Result<(), DmaError> {
         if batch.pending == 0 {
             return Ok(());
         }
-        if !self.cfg.strict {
-            let pending = self
-                .lazy_pending
-                .fetch_add(batch.pending, Ordering::Relaxed)
-                + batch.pending;
-            if pending < self.cfg.lazy_max_pages {
-                return Ok(());
-            }
-            self.lazy_pending.store(0, Ordering::Relaxed);
-            return self.sync(pending).map(|_| ());
-        }
-        self.sync(batch.pending).map(|_| ())
+        self.defer(batch);
+        self.flush()
     }
 
     /// Shares freshly allocated coherent memory (whole pages, read-write).
