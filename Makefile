@@ -57,7 +57,7 @@ refhyp-test: kernel
 	@tests/refhyp/harness.py
 
 clean:
-	rm -rf "$(PVIOMMU_CACHE)"/build-* "$(PVIOMMU_CACHE)"/current "$(CARGO_TARGET_DIR)"
+	rm -rf "$(PVIOMMU_CACHE)"/build-* "$(PVIOMMU_CACHE)"/current "$(PVIOMMU_CACHE)"/current-arm64 "$(CARGO_TARGET_DIR)"
 
 # Benchmark: pviommu's modes against dma-direct and virtio-iommu, side by
 # side in one run (tests/bench/bench.py). Boots the kernel `make kernel`

@@ -4,6 +4,11 @@
 #   scripts/kernel.sh build      # tree + config + bzImage (incremental)
 #   scripts/kernel.sh tree       # only prepare the source tree
 #
+# PVIOMMU_ARCH=arm64 builds the arm64 Image instead (the pKVM host and its
+# protected guest, kernel/pviommu-arm64.config) and links it as
+# $PVIOMMU_CACHE/current-arm64; the default, x86_64, builds the test
+# harness's guest and links $PVIOMMU_CACHE/current.
+#
 # Without KDIR the source is Debian's newest linux-source-7.N (N >= 3,
 # fetched by scripts/linux-source.sh), extracted into
 # $PVIOMMU_CACHE/linux-7.N and kept as a git tree whose `pristine` tag is
@@ -20,9 +25,21 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$here/scripts/lib.sh"
 
 patches_dir=$here/kernel/patches
-fragment=$here/kernel/pviommu-guest.config
 jobs=${JOBS:-$(($(nproc) + 1))}
-kmake_args=(ARCH=x86_64 "LLVM=$LLVM_SUFFIX" CLIPPY=1)
+case ${PVIOMMU_ARCH:=x86_64} in
+x86_64)
+	fragment=$here/kernel/pviommu-guest.config
+	image=arch/x86/boot/bzImage
+	current=$PVIOMMU_CACHE/current
+	;;
+arm64)
+	fragment=$here/kernel/pviommu-arm64.config
+	image=arch/arm64/boot/Image
+	current=$PVIOMMU_CACHE/current-arm64
+	;;
+*) die "PVIOMMU_ARCH=$PVIOMMU_ARCH: only x86_64 and arm64 are supported" ;;
+esac
+kmake_args=(ARCH="$PVIOMMU_ARCH" "LLVM=$LLVM_SUFFIX" CLIPPY=1)
 
 hash_of() { cat "$@" | sha256sum | cut -c1-16; }
 patches_hash() { hash_of "$patches_dir"/*.patch; }
@@ -148,12 +165,15 @@ prepare_tree() {
 
 out_dir() {
 	local src=$1
-	echo "$PVIOMMU_CACHE/build-$(printf '%s' "$src" | sha256sum | cut -c1-8)-$(toolchain_id)"
+	local arch=
+	[ "$PVIOMMU_ARCH" = x86_64 ] || arch=-$PVIOMMU_ARCH
+	echo "$PVIOMMU_CACHE/build$arch-$(printf '%s' "$src" | sha256sum | cut -c1-8)-$(toolchain_id)"
 }
 
 configure() {
 	local src=$1 out=$2 want
-	want=$(hash_of "$fragment" "$patches_dir"/*.patch)
+	# The driver's own Kconfig defaults shape the configuration too.
+	want=$(hash_of "$fragment" "$patches_dir"/*.patch "$here"/drivers/pviommu/Kconfig)
 	[ "$(cat "$out/.pviommu-config" 2>/dev/null)" = "$want" ] && [ -f "$out/.config" ] && return 0
 	rm -f "$out/.pviommu-config"
 	mkdir -p "$out"
@@ -184,15 +204,15 @@ build() {
 	out=$(out_dir "$src")
 	configure "$src" "$out"
 	mkdir -p "$PVIOMMU_CACHE/ccache"
-	say "building $out/arch/x86/boot/bzImage (-j$jobs; log: $out/build.log)"
+	say "building $out/$image (-j$jobs; log: $out/build.log)"
 	if ! CCACHE_DIR=$PVIOMMU_CACHE/ccache make -C "$src" O="$out" "${kmake_args[@]}" \
-		CC="ccache clang$LLVM_SUFFIX" -j"$jobs" bzImage >"$out/build.log" 2>&1; then
+		CC="ccache clang$LLVM_SUFFIX" -j"$jobs" "$(basename "$image")" >"$out/build.log" 2>&1; then
 		grep -E 'error|Error|warning:' "$out/build.log" | head -40 >&2 || true
 		tail -20 "$out/build.log" >&2
 		die "kernel build failed: full log in $out/build.log"
 	fi
-	ln -sfn "$out" "$PVIOMMU_CACHE/current"
-	echo "$out/arch/x86/boot/bzImage"
+	ln -sfn "$out" "$current"
+	echo "$out/$image"
 }
 
 case ${1:-build} in

@@ -15,7 +15,7 @@ packages=(
 	xz-utils ca-certificates
 	clang-19 lld-19 llvm-19 libclang-19-dev
 	make bc flex bison libelf-dev libssl-dev cpio kmod python3
-	qemu-system-x86 busybox-static
+	qemu-system-x86 qemu-system-arm busybox-static
 	ccache valgrind
 )
 
