@@ -76,6 +76,8 @@ if [ "$(cat "$results/setup")" != "1 0 0" ]; then
 	die "set-up failed: nothing else can run"
 fi
 step kernel-build scripts/kernel.sh build
+# The arm64 kernel: pKVM host and protected guest in one image.
+step kernel-arm64 env PVIOMMU_ARCH=arm64 scripts/kernel.sh build
 counted cargo-test cargo_tests
 counted loom loom_tests
 # The hypervisor's parsing of guest-written memory, fuzzed for a minute;
@@ -95,6 +97,9 @@ if [ "$(cat "$results/kernel-build")" = "1 0 0" ]; then
 	counted boot-test tests/boot/run.py --results "$results/boot-test"
 	counted refhyp tests/refhyp/harness.py --results "$results/refhyp" \
 		--json "$results/refhyp.json"
+fi
+if [ "$(cat "$results/kernel-arm64")" = "1 0 0" ]; then
+	counted kunit-arm64 tests/kunit/run.py --arch arm64 --results "$results/kunit-arm64"
 fi
 
 say "== results ($(( $(date +%s) - start )) s)"

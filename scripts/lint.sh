@@ -8,7 +8,7 @@
 # Clippy for kernel Rust runs inside the kernel build (CLIPPY=1, and the
 # driver's Kbuild turns warnings into errors). Userspace crates get
 # `cargo fmt --check` and `cargo clippy -D warnings`; the kernel patches
-# `scripts/checkpatch.pl --strict`.
+# and the driver's C glue `scripts/checkpatch.pl --strict`.
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,6 +32,12 @@ fi
 if [ -x "$src/scripts/checkpatch.pl" ]; then
 	(cd "$src" && ./scripts/checkpatch.pl --strict --quiet "$here"/kernel/patches/*.patch) || {
 		say "kernel/patches/ is not checkpatch --strict clean (see above)"
+		status=1
+	}
+	# The driver's C glue, as files (they are not in any patch).
+	(cd "$src" && ./scripts/checkpatch.pl --strict --quiet --no-tree -f \
+		"$here"/drivers/pviommu/*.c "$here"/drivers/pviommu/*.h) || {
+		say "the driver's C glue is not checkpatch --strict clean (see above)"
 		status=1
 	}
 fi

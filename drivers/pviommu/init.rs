@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Driver initialisation: boot parameters, the PCI probe of the mailbox
-//! device, the shared structures, and the hand-over to the engine.
+//! Driver initialisation: boot parameters, the shared structures, and the
+//! hand-over to the engine, once a transport to the hypervisor was found
+//! (`discover.rs`: the PCI mailbox on x86, SMCCC on arm64).
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::error::code::{EINVAL, EIO, ENODEV, ENOMEM};
@@ -10,24 +11,31 @@ use kernel::prelude::*;
 use kernel::sync::SetOnce;
 
 use crate::debugfs;
-use crate::ffi::{mem, params, pci, virtio::Callback};
+use crate::discover;
+use crate::ffi::{mem, params, virtio::Callback};
 use crate::hyp_abi::call::{Func, ABI_MAJOR, ABI_MINOR, FEATURE_APPLY};
-use crate::hyp_abi::check::{check_status, check_version};
+use crate::hyp_abi::check::{check_status, VersionInfo};
 use crate::hyp_abi::layout::{RING_HEADER_SIZE, RING_ORDER_MAX, RING_ORDER_MIN};
 use crate::hyp_abi::ring::{Producer, RingHeader, RingSlot};
 use crate::hyp_abi::tracker::PageTracker;
-use crate::logic::engine::{Config, Engine};
-use crate::logic::mailbox::Mailbox;
+use crate::logic::engine::{Config, Engine, Hypercalls};
 use crate::logic::policy::OnRevokeFailure;
 use crate::logic::pool::Pool;
 use crate::logic::stats::Stats;
 use crate::map_ops::Devices;
 
-/// The engine as the kernel instantiates it.
-pub(crate) type KernelEngine =
-    Engine<'static, Mailbox<'static, crate::ffi::platform::KernelPlatform>, mem::PhysCopier>;
+/// The transport to the hypervisor: the test harness's mailbox on x86.
+#[cfg(CONFIG_X86_64)]
+pub(crate) type KernelTransport =
+    crate::logic::mailbox::Mailbox<'static, crate::ffi::doorbell::KernelPlatform>;
+/// The transport to the hypervisor: SMCCC `HVC`s to pKVM on arm64.
+#[cfg(CONFIG_ARM64)]
+pub(crate) type KernelTransport = crate::logic::smccc::Smccc<crate::ffi::smccc::KernelConduit>;
 
-/// The driver: one per guest, set once its mailbox device probed.
+/// The engine as the kernel instantiates it.
+pub(crate) type KernelEngine = Engine<'static, KernelTransport, mem::PhysCopier>;
+
+/// The driver: one per guest, set once the hypervisor's service is up.
 pub(crate) struct Pviommu {
     /// The map/unmap engine over the shared table, ring and pool.
     pub(crate) engine: KernelEngine,
@@ -66,33 +74,18 @@ extern "C" fn pviommu_rust_init() -> core::ffi::c_int {
     // The callback decides per device, so install it first: a device that
     // shows up without a working pviommu is refused or left alone.
     Callback::<Pviommu>::install();
-    if let Err(e) = pci::register::<Pviommu>() {
-        pr_err!("cannot register the PCI driver: {:?}\n", e);
-    }
-    if driver().is_none() {
-        if p.required {
-            pr_err!(
-                "no working pviommu device: virtio devices will be refused (pviommu.required=1)\n"
-            );
-        } else {
-            pr_warn!(
-                "no working pviommu device: virtio DMA is NOT protected (pviommu.required=0)\n"
-            );
-        }
-    }
+    discover::find_hypervisor();
     0
 }
 
-impl pci::MailboxDriver for Pviommu {
-    fn probe(dev: pci::MailboxDevice) -> Result {
-        probe(dev)
-    }
-}
-
-/// Brings up one pviommu device: checks the mailbox, negotiates the
-/// version, allocates and registers the table, ring and bounce pool.
-fn probe(dev: pci::MailboxDevice) -> Result {
-    let name = dev.name;
+/// Brings the pviommu up on a transport whose `VERSION` answered `version`
+/// (checked): allocates and registers the table, ring and bounce pool and
+/// installs the engine. `name` names the transport in messages.
+pub(crate) fn bring_up(
+    name: &'static core::ffi::CStr,
+    hypercalls: KernelTransport,
+    version: VersionInfo,
+) -> Result {
     if driver().is_some() {
         pr_err!("{:?}: a pviommu is already active: declined\n", name);
         return Err(ENODEV);
@@ -118,36 +111,6 @@ fn probe(dev: pci::MailboxDevice) -> Result {
         );
         return Err(EINVAL);
     }
-    let mailbox =
-        Mailbox::new(dev.region, p.timeout_ms * 1_000_000, dev.platform).map_err(|e| {
-            pr_err!(
-                "{:?}: declined: not a pviommu ABI {} mailbox ({:?})\n",
-                name,
-                ABI_MAJOR,
-                e
-            );
-            ENODEV
-        })?;
-
-    let version = {
-        let _irq = local_interrupt_disable();
-        mailbox.call(Func::Version, [0; 6])
-    };
-    let version = version
-        .map_err(|e| {
-            pr_err!("{:?}: VERSION: no answer ({:?})\n", name, e);
-            EIO
-        })
-        .and_then(|r| {
-            check_version(r.status, &r.ret).map_err(|e| {
-                pr_err!(
-                    "{:?}: VERSION: refused or malformed answer ({:?})\n",
-                    name,
-                    e
-                );
-                ENODEV
-            })
-        })?;
     if p.ring_order > version.max_ring_order {
         pr_err!(
             "{:?}: pviommu.ring_order={} above the hypervisor's maximum {}\n",
@@ -205,7 +168,8 @@ fn probe(dev: pci::MailboxDevice) -> Result {
 
     let init = {
         let _irq = local_interrupt_disable();
-        mailbox.call(
+        Hypercalls::call(
+            &hypercalls,
             Func::Init,
             [
                 table.phys,
@@ -240,7 +204,7 @@ fn probe(dev: pci::MailboxDevice) -> Result {
         tracker,
         producer,
         pool,
-        mailbox,
+        hypercalls,
         mem::PhysCopier,
         &STATS,
     );

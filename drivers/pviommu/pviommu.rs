@@ -10,6 +10,7 @@
 //! are included by path.
 
 mod debugfs;
+mod discover;
 mod ffi;
 #[path = "../../hyp-abi/src/lib.rs"]
 pub mod hyp_abi;

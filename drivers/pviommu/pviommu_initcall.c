@@ -21,6 +21,8 @@
 #include <linux/memblock.h>
 #include <linux/moduleparam.h>
 
+#include "pviommu_glue.h"
+
 /* Built-in code gets KBUILD_MODNAME ("pviommu_initcall") as the prefix. */
 #undef MODULE_PARAM_PREFIX
 #define MODULE_PARAM_PREFIX "pviommu."
@@ -67,10 +69,6 @@ module_param_named(timeout_ms, pviommu_param_timeout_ms, uint, 0444);
  */
 bool pviommu_param_required = IS_ENABLED(CONFIG_PVIOMMU_REQUIRED);
 module_param_named(required, pviommu_param_required, bool, 0444);
-
-/* Called from Rust. */
-unsigned long pviommu_max_pfn(void);
-int pviommu_rust_init(void);
 
 /* The highest page frame number of RAM: the table covers 0..max_pfn. */
 unsigned long pviommu_max_pfn(void)

@@ -266,13 +266,18 @@ def parse_tap(text):
     return result
 
 
-def find_kernel():
-    """The bzImage that scripts/kernel.sh built last."""
+def find_kernel(arch="x86_64"):
+    """The kernel image scripts/kernel.sh built last for ``arch``."""
     cache = os.environ.get("PVIOMMU_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pviommu")
-    kernel = os.path.join(cache, "current", "arch/x86/boot/bzImage")
+    if arch == "arm64":
+        kernel = os.path.join(cache, "current-arm64", "arch/arm64/boot/Image")
+        how = "PVIOMMU_ARCH=arm64 scripts/kernel.sh build"
+    else:
+        kernel = os.path.join(cache, "current", "arch/x86/boot/bzImage")
+        how = "make kernel"
     if not os.path.exists(kernel):
-        raise BootError(f"{kernel} missing: build the kernel first (make kernel)")
+        raise BootError(f"{kernel} missing: build the kernel first ({how})")
     return kernel
 
 

@@ -4,7 +4,12 @@
 own ``tools/testing/kunit/kunit.py exec`` (which boots the built kernel
 under QEMU and parses its KTAP), and check that the pviommu suites ran.
 
-    run.py [--timeout S] [--results FILE]
+    run.py [--arch x86_64|arm64] [--timeout S] [--results FILE]
+
+On arm64 the kernel boots as a pKVM host (``qemu_arm64_pkvm.py``: EL2
+under TCG, ``kvm-arm.mode=protected``); the run also checks that pKVM
+initialised and that the driver, finding no KVM hypervisor above it, left
+the host's devices alone.
 
 ``kunit.py run --kunitconfig=drivers/pviommu`` would configure and build a
 kernel of its own; ``exec`` reuses the one ``make kernel`` built, whose
@@ -27,6 +32,11 @@ import bootlib  # noqa: E402
 # or link problem) is a failure, not a smaller pass count.
 REQUIRED_SUITES = ["pviommu_abi", "pviommu_engine"]
 KERNEL_ARGS = ["panic=-1"]
+# arm64: what the console must show besides the suites.
+ARM64_EXPECT = [
+    "Protected hVHE mode initialized successfully",
+    "pviommu: not a KVM guest (no KVM vendor-hyp UID): virtio devices use the platform's DMA path",
+]
 
 
 def count(node, tally):
@@ -43,16 +53,17 @@ def suites(node):
     return names
 
 
-def tcg_only_qemu(out):
-    """A directory with a ``qemu-system-x86_64`` that drops ``-accel kvm``
-    and ``-accel hvf``: kunit.py asks for KVM first, and KVM hangs on the
-    project's machines (``KVM=1`` keeps it, as for the other boot tests)."""
-    real = shutil.which("qemu-system-x86_64")
+def tcg_only_qemu(out, binary):
+    """A directory with a ``binary`` (``qemu-system-*``) that drops ``-accel
+    kvm`` and ``-accel hvf``: kunit.py asks for KVM first, and KVM hangs on
+    the project's machines (``KVM=1`` keeps it, as for the other boot
+    tests)."""
+    real = shutil.which(binary)
     if not real:
-        raise bootlib.BootError("qemu-system-x86_64 not found: run make setup")
+        raise bootlib.BootError(f"{binary} not found: run make setup")
     wrap = os.path.join(out, "tcg-only")
     os.makedirs(wrap, exist_ok=True)
-    path = os.path.join(wrap, "qemu-system-x86_64")
+    path = os.path.join(wrap, binary)
     with open(path, "w") as f:
         f.write("""#!/usr/bin/env python3
 import os, sys
@@ -73,11 +84,12 @@ os.execv(%r, [%r] + args)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", choices=["x86_64", "arm64"], default="x86_64")
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--results")
     args = ap.parse_args()
 
-    kernel = bootlib.find_kernel()
+    kernel = bootlib.find_kernel(args.arch)
     # An out-of-tree build directory links its source tree as `source`.
     src = os.path.realpath(os.path.join(os.path.dirname(kernel), "../../../source"))
     kunit_py = os.path.join(src, "tools/testing/kunit/kunit.py")
@@ -87,12 +99,18 @@ def main():
     out = bootlib.workdir("pviommu-kunit-")
     build_dir = os.path.realpath(os.path.join(os.path.dirname(kernel), "../../.."))
     report = os.path.join(out, "kunit.json")
-    cmd = [sys.executable, kunit_py, "exec", "--arch=x86_64", "--build_dir=" + build_dir,
+    cmd = [sys.executable, kunit_py, "exec", "--build_dir=" + build_dir,
            "--timeout=%d" % args.timeout, "--json=" + report]
+    if args.arch == "arm64":
+        cmd += ["--qemu_config=" + os.path.join(HERE, "qemu_arm64_pkvm.py")]
+        qemu = "qemu-system-aarch64"
+    else:
+        cmd += ["--arch=x86_64"]
+        qemu = "qemu-system-x86_64"
     cmd += ["--kernel_args=" + a for a in KERNEL_ARGS]
     env = dict(os.environ)
     if os.environ.get("KVM") != "1":
-        env["PATH"] = tcg_only_qemu(out) + os.pathsep + env["PATH"]
+        env["PATH"] = tcg_only_qemu(out, qemu) + os.pathsep + env["PATH"]
     started = time.time()
     run = subprocess.run(cmd, cwd=src, capture_output=True, text=True, env=env,
                          timeout=args.timeout + 60)
@@ -113,9 +131,17 @@ def main():
         problems.append(f"no KUnit results: {e}")
     if run.returncode != 0:
         problems.append("kunit.py exec reported failures")
-    bad = bootlib.panic_in(run.stdout)
+    # kunit.py keeps the whole console in the build directory.
+    try:
+        with open(os.path.join(build_dir, "test.log"), errors="replace") as f:
+            console = f.read()
+    except OSError:
+        console = run.stdout
+    bad = bootlib.panic_in(console)
     if bad:
         problems.append("kernel reported: " + bad)
+    if args.arch == "arm64":
+        problems += ["console lacks: " + e for e in ARM64_EXPECT if e not in console]
     for p in problems:
         print("# problem: " + p)
     passed = tally.get("PASS", 0)

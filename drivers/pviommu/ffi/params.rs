@@ -33,6 +33,9 @@ pub(crate) struct Params {
     pub(crate) bounce_threshold: u64,
     pub(crate) pool_kib: u64,
     pub(crate) ring_order: u32,
+    /// How long a mailbox call may take; an `HVC` (arm64) cannot time
+    /// out: the vCPU runs again only once the hypervisor answered.
+    #[cfg_attr(not(CONFIG_X86_64), allow(dead_code))]
     pub(crate) timeout_ms: u64,
     pub(crate) required: bool,
     /// Frames of RAM the table must cover.

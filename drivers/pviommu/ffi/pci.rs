@@ -12,7 +12,7 @@ use kernel::bindings;
 use kernel::ffi::c_int;
 use kernel::prelude::*;
 
-use super::platform::KernelPlatform;
+use super::doorbell::KernelPlatform;
 
 const IVSHMEM_VENDOR: u32 = 0x1af4;
 const IVSHMEM_DEVICE: u32 = 0x1110;

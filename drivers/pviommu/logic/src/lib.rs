@@ -24,4 +24,5 @@ pub mod mailbox;
 pub mod policy;
 pub mod pool;
 pub mod selftest;
+pub mod smccc;
 pub mod stats;

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The C glue's functions that the driver's Rust code calls (declared
+ * again in ffi/params.rs and ffi/smccc.rs).
+ */
+#ifndef PVIOMMU_GLUE_H
+#define PVIOMMU_GLUE_H
+
+#include <linux/types.h>
+
+/* pviommu_initcall.c */
+unsigned long pviommu_max_pfn(void);
+int pviommu_rust_init(void);
+
+/* pviommu_smccc.c (arm64) */
+bool pviommu_kvm_guest(void);
+bool pviommu_pkvm_guest(void);
+long pviommu_pkvm_granule(void);
+void pviommu_smccc_call(u32 function_id, const u64 *args, u64 *ret);
+
+#endif /* PVIOMMU_GLUE_H */
