@@ -91,4 +91,17 @@ impl Copier for PhysCopier {
             core::ptr::write_bytes(bindings::phys_to_virt(dst).cast::<u8>(), 0, len as usize)
         };
     }
+
+    #[cfg(CONFIG_ARM64)]
+    fn prefault(&self, phys: u64, len: u64) {
+        let page = crate::hyp_abi::layout::PAGE_SIZE;
+        let mut at = phys & !(page - 1);
+        while at < phys + len {
+            // SAFETY: the buffer's pages are RAM in the direct map (DMA API
+            // contract); a volatile read of one byte of each changes
+            // nothing and cannot be elided.
+            unsafe { core::ptr::read_volatile(bindings::phys_to_virt(at).cast::<u8>()) };
+            at += page;
+        }
+    }
 }

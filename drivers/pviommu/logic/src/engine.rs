@@ -74,6 +74,14 @@ pub trait Copier {
 
     /// Zeroes `len` bytes at physical `dst`.
     fn zero(&self, dst: u64, len: u64);
+
+    /// Makes sure the hypervisor has the frames of `[phys, phys + len)`
+    /// in the guest's own mapping before the table grants them to the
+    /// host. pKVM maps a protected guest's page on its first access and
+    /// can share only a mapped one, while a DMA buffer's pages may never
+    /// have been touched (a fresh receive buffer); touching each is free
+    /// once mapped. Elsewhere there is nothing to do.
+    fn prefault(&self, _phys: u64, _len: u64) {}
 }
 
 /// Why a DMA operation failed.
@@ -248,6 +256,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
             Route::InPlace if !reachable(phys) => self.bounce_within(phys, size, reachable),
             Route::InPlace => {
                 let (gfn, nr) = frames(phys, size)?;
+                self.copier.prefault(phys, size);
                 match self.cfg.mode {
                     Mode::Sync => self.share_direct(gfn, nr, dir.perm())?,
                     _ => self.share_table(gfn, nr, dir.perm())?,

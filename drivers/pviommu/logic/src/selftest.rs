@@ -207,6 +207,8 @@ pub struct MemCopier {
     pub copies: AtomicU64,
     /// Bytes copied.
     pub bytes: AtomicU64,
+    /// Bytes prefaulted (`Copier::prefault`) before an in-place share.
+    pub prefaulted: AtomicU64,
     mem: [AtomicU8; (MEM_PAGES * MEM_WINDOW) as usize],
 }
 
@@ -216,6 +218,7 @@ impl MemCopier {
         MemCopier {
             copies: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            prefaulted: AtomicU64::new(0),
             mem: [const { AtomicU8::new(0) }; (MEM_PAGES * MEM_WINDOW) as usize],
         }
     }
@@ -279,6 +282,10 @@ impl Copier for MemCopier {
 
     fn zero(&self, dst: u64, len: u64) {
         Self::each_kept(dst, len, |i| self.write(dst + i, &[0]));
+    }
+
+    fn prefault(&self, _phys: u64, len: u64) {
+        self.prefaulted.fetch_add(len, Ordering::Relaxed);
     }
 }
 
@@ -381,6 +388,10 @@ impl<T: Copier> Copier for &T {
     fn zero(&self, dst: u64, len: u64) {
         (**self).zero(dst, len)
     }
+
+    fn prefault(&self, phys: u64, len: u64) {
+        (**self).prefault(phys, len)
+    }
 }
 
 /// Share mode: mapping page-owning buffers makes no hypercall, writes the
@@ -397,6 +408,10 @@ pub fn map_is_exit_free(c: &dyn Check) {
             "entries read-write",
         );
         c.check(fx.entry(6) == 0, "neighbour untouched");
+        c.check(
+            copier.prefaulted.load(Ordering::Relaxed) == 2 * PAGE_SIZE,
+            "the in-place buffer is prefaulted before it is shared",
+        );
         c.check(
             hyp.calls.iter().all(|n| n.load(Ordering::Relaxed) == 0),
             "no hypercall on map",
@@ -518,6 +533,10 @@ pub fn sub_page_buffers_bounce(c: &dyn Check) {
             "bounced, same in-page offset",
         );
         c.check(fx.entry(9) == 0, "the buffer's own page stays private");
+        c.check(
+            copier.prefaulted.load(Ordering::Relaxed) == 0,
+            "a bounced buffer is not prefaulted",
+        );
         c.check(
             copier.bytes.load(Ordering::Relaxed) == 512,
             "copied in for the device",
