@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `/sys/kernel/debug/pviommu/`: one read-only file per counter, and the
-//! map/unmap microbenchmark (`map_bench`), on `kernel::debugfs`.
+//! `/sys/kernel/debug/pviommu/`: one read-only file per counter, the
+//! hypervisor conformance probe (`hyp_probe`) and the map/unmap
+//! microbenchmark (`map_bench`), on `kernel::debugfs`.
 
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::debugfs::Dir;
 use kernel::prelude::*;
 
+use crate::hyp_probe;
 use crate::logic::stats::Stats;
 use crate::map_bench;
 
@@ -40,6 +42,11 @@ pub(crate) fn register(stats: &'static Stats) {
         };
         keep(dir.read_callback_file(cname, Ok::<_, Error>(counter), &show));
     });
+    keep(dir.read_callback_file(
+        c"hyp_probe",
+        Ok::<_, Error>(&hyp_probe::PROBE),
+        &hyp_probe::show,
+    ));
     keep(dir.read_write_callback_file(
         c"map_bench",
         Ok::<_, Error>(&map_bench::LAST),

@@ -21,6 +21,7 @@ use crate::hyp_abi::tracker::PageTracker;
 use crate::logic::engine::{Config, Engine, Hypercalls};
 use crate::logic::policy::OnRevokeFailure;
 use crate::logic::pool::Pool;
+use crate::logic::probe::Registration;
 use crate::logic::stats::Stats;
 use crate::map_ops::Devices;
 
@@ -43,6 +44,8 @@ pub(crate) struct Pviommu {
     pub(crate) devices: Devices,
     /// What to do when a revocation fails (`pviommu.on_revoke_failure`).
     pub(crate) on_revoke_failure: OnRevokeFailure,
+    /// What `INIT` registered (for the conformance probe, `hyp_probe`).
+    pub(crate) registration: Registration,
 }
 
 static DRIVER: SetOnce<Pviommu> = SetOnce::new();
@@ -166,20 +169,19 @@ pub(crate) fn bring_up(
     let producer = Producer::new(header, slots).map_err(|_| EINVAL)?;
     let pool = Pool::new(pool_mem.phys, bitmap_v, orig_v).ok_or(EINVAL)?;
 
+    let registration = Registration {
+        init: [
+            table.phys,
+            frames,
+            ring.phys,
+            u64::from(p.ring_order),
+            pool_mem.phys,
+            pool_pages,
+        ],
+    };
     let init = {
         let _irq = local_interrupt_disable();
-        Hypercalls::call(
-            &hypercalls,
-            Func::Init,
-            [
-                table.phys,
-                frames,
-                ring.phys,
-                u64::from(p.ring_order),
-                pool_mem.phys,
-                pool_pages,
-            ],
-        )
+        Hypercalls::call(&hypercalls, Func::Init, registration.init)
     };
     match init {
         Ok(r) => check_status(r.status).map_err(|e| {
@@ -212,6 +214,7 @@ pub(crate) fn bring_up(
         engine,
         devices: Devices::new(),
         on_revoke_failure,
+        registration,
     }) {
         return Err(ENODEV);
     }

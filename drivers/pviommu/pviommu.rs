@@ -14,6 +14,7 @@ mod discover;
 mod ffi;
 #[path = "../../hyp-abi/src/lib.rs"]
 pub mod hyp_abi;
+mod hyp_probe;
 mod init;
 #[path = "logic/src/lib.rs"]
 pub mod logic;

@@ -23,6 +23,7 @@ pub mod engine;
 pub mod mailbox;
 pub mod policy;
 pub mod pool;
+pub mod probe;
 pub mod selftest;
 pub mod smccc;
 pub mod stats;
