@@ -239,3 +239,12 @@ pub(crate) fn bring_up(
     }
     Ok(())
 }
+
+/// Called by the stop work item (`pviommu_initcall.c`), in process
+/// context, after a failed revocation under `on_revoke_failure=stop`.
+#[no_mangle]
+extern "C" fn pviommu_rust_stop_devices() {
+    if let Some(d) = driver() {
+        d.devices.stop_all();
+    }
+}

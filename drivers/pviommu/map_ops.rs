@@ -61,8 +61,9 @@ impl Devices {
         );
     }
 
-    /// Stops every remembered device, once.
-    fn stop_all(&self) {
+    /// Stops every remembered device, once. Process context only (see
+    /// `VirtioDevice::break_device`).
+    pub(crate) fn stop_all(&self) {
         if self.stopped.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -120,7 +121,10 @@ impl Pviommu {
             OnRevokeFailure::Panic => crate::ffi::platform::panic(
                 c"the hypervisor failed to revoke the host's access to released memory (pviommu.on_revoke_failure=panic)",
             ),
-            OnRevokeFailure::Stop => self.devices.stop_all(),
+            // Stopping takes a lock of the virtio core that an interrupt
+            // must not take: a work item does it, and meanwhile the broken
+            // engine refuses every new mapping.
+            OnRevokeFailure::Stop => crate::ffi::platform::schedule_stop(),
         }
     }
 }

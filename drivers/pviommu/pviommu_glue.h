@@ -11,6 +11,8 @@
 /* pviommu_initcall.c */
 unsigned long pviommu_max_pfn(void);
 int pviommu_rust_init(void);
+void pviommu_schedule_stop(void);
+void pviommu_rust_stop_devices(void);
 
 /* pviommu_smccc.c (arm64) */
 bool pviommu_kvm_guest(void);

@@ -20,6 +20,7 @@
 #include <linux/init.h>
 #include <linux/memblock.h>
 #include <linux/moduleparam.h>
+#include <linux/workqueue.h>
 
 #include "pviommu_glue.h"
 
@@ -74,6 +75,27 @@ module_param_named(required, pviommu_param_required, bool, 0444);
 unsigned long pviommu_max_pfn(void)
 {
 	return max_pfn;
+}
+
+/*
+ * Stopping the virtio devices after a failed revocation takes each
+ * device's vqs_list_lock, a plain spinlock the virtio core takes in
+ * process context: from an interrupt that preempted its holder on this
+ * CPU it would deadlock. Unmaps run in any context, so the stop is left
+ * to a work item; until it runs, the broken engine already refuses every
+ * new mapping.
+ */
+static void pviommu_stop_work_fn(struct work_struct *work)
+{
+	pviommu_rust_stop_devices();
+}
+
+static DECLARE_WORK(pviommu_stop_work, pviommu_stop_work_fn);
+
+/* Safe in any context; the work item runs once per scheduling. */
+void pviommu_schedule_stop(void)
+{
+	schedule_work(&pviommu_stop_work);
 }
 
 static int __init pviommu_initcall(void)

@@ -67,8 +67,12 @@ impl VirtioDevice {
         core::ptr::eq(self.0, other.0)
     }
 
-    /// Stops the device: every queue fails its requests from now on. It
-    /// takes only the device's spinlock, so any context may call it.
+    /// Stops the device: every queue fails its requests from now on.
+    ///
+    /// Process context only: `virtio_break_device()` takes the device's
+    /// `vqs_list_lock`, a plain spinlock the virtio core takes in process
+    /// context, so from an interrupt it could deadlock (use
+    /// `platform::schedule_stop()` there).
     pub(crate) fn break_device(&self) {
         // SAFETY: the device is valid (type invariant).
         unsafe { bindings::virtio_break_device(self.0) };
