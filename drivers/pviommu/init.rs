@@ -68,12 +68,18 @@ pub(crate) fn required() -> bool {
 #[no_mangle]
 extern "C" fn pviommu_rust_init() -> core::ffi::c_int {
     let p = params::read();
-    REQUIRED.store(p.required, Ordering::Relaxed);
     pr_info!(
         "paravirtual IOMMU driver, ABI {}.{}\n",
         ABI_MAJOR,
         ABI_MINOR
     );
+    if p.off {
+        // Explicitly off: nothing is refused, nothing is installed.
+        REQUIRED.store(false, Ordering::Relaxed);
+        pr_info!("pviommu.mode=off: inactive; virtio devices use the platform's DMA path\n");
+        return 0;
+    }
+    REQUIRED.store(p.required, Ordering::Relaxed);
     // The callback decides per device, so install it first: a device that
     // shows up without a working pviommu is refused or left alone.
     Callback::<Pviommu>::install();

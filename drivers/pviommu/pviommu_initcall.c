@@ -28,7 +28,7 @@
 #undef MODULE_PARAM_PREFIX
 #define MODULE_PARAM_PREFIX "pviommu."
 
-/* share | bounce | sync */
+/* share | bounce | sync | off */
 char *pviommu_param_mode = "share";
 module_param_named(mode, pviommu_param_mode, charp, 0444);
 

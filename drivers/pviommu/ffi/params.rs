@@ -26,6 +26,8 @@ extern "C" {
 pub(crate) struct Params {
     /// `pviommu.mode`, or `Err(())` for a value that is not a mode.
     pub(crate) mode: Result<Mode, ()>,
+    /// `pviommu.mode=off`: the driver stays inactive.
+    pub(crate) off: bool,
     /// `pviommu.on_revoke_failure`, or `Err(())` for an unknown value.
     pub(crate) on_revoke_failure: Result<OnRevokeFailure, ()>,
     pub(crate) strict: bool,
@@ -52,11 +54,12 @@ pub(crate) fn read() -> Params {
     // NUL-terminated strings (literals or the command line's copies) that
     // live for the kernel's lifetime.
     unsafe {
-        let mode = if pviommu_param_mode.is_null() {
-            Err(())
+        let raw_mode = if pviommu_param_mode.is_null() {
+            None
         } else {
-            Mode::parse(CStr::from_char_ptr(pviommu_param_mode.cast()).to_bytes()).ok_or(())
+            Some(CStr::from_char_ptr(pviommu_param_mode.cast()).to_bytes())
         };
+        let mode = raw_mode.and_then(Mode::parse).ok_or(());
         let on_revoke_failure = if pviommu_param_on_revoke_failure.is_null() {
             Err(())
         } else {
@@ -67,6 +70,7 @@ pub(crate) fn read() -> Params {
         };
         Params {
             mode,
+            off: raw_mode == Some(b"off".as_slice()),
             on_revoke_failure,
             strict: pviommu_param_strict,
             lazy_max_pages: pviommu_param_lazy_max_pages.into(),
