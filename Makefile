@@ -16,7 +16,7 @@ export KDIR
 export PVIOMMU_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pviommu
 export CARGO_TARGET_DIR ?= $(PVIOMMU_CACHE)/cargo-target
 
-.PHONY: all setup kernel run check cargo-test loom lint kunit boot-test refhyp-test clean help
+.PHONY: all setup kernel run check cargo-test loom lint kunit boot-test refhyp-test pkvm-test clean help
 
 all: kernel
 
@@ -55,6 +55,11 @@ boot-test: kernel
 
 refhyp-test: kernel
 	@tests/refhyp/harness.py
+
+# A protected VM on the arm64 pKVM host, under TCG.
+pkvm-test: setup
+	PVIOMMU_ARCH=arm64 scripts/kernel.sh build >/dev/null
+	@tests/pkvm/run.py
 
 clean:
 	rm -rf "$(PVIOMMU_CACHE)"/build-* "$(PVIOMMU_CACHE)"/current "$(PVIOMMU_CACHE)"/current-arm64 "$(CARGO_TARGET_DIR)"

@@ -100,6 +100,9 @@ if [ "$(cat "$results/kernel-build")" = "1 0 0" ]; then
 fi
 if [ "$(cat "$results/kernel-arm64")" = "1 0 0" ]; then
 	counted kunit-arm64 tests/kunit/run.py --arch arm64 --results "$results/kunit-arm64"
+	# A protected VM on the pKVM host (tests/pkvm): its stage 2 denies the
+	# host every private page, and the stock pKVM path moves its disk I/O.
+	counted pkvm tests/pkvm/run.py --quiet --results "$results/pkvm"
 fi
 
 say "== results ($(( $(date +%s) - start )) s)"

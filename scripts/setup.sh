@@ -51,6 +51,15 @@ if [ ! -f "$sysroot/lib/rustlib/src/rust/library/core/src/lib.rs" ]; then
 	fi
 fi
 
+# The arm64 target: the pKVM test's VMM (tests/pkvm/vmm) is a static
+# aarch64-unknown-linux-musl binary, linked with rustup's rust-lld.
+if ! rustc --print target-libdir --target aarch64-unknown-linux-musl 2>/dev/null |
+	xargs -I{} test -d {}; then
+	say "installing the aarch64-unknown-linux-musl Rust target"
+	rustup target add aarch64-unknown-linux-musl ||
+		die "rustup target add aarch64-unknown-linux-musl failed: the pKVM test needs it"
+fi
+
 # bindgen, pinned, in the project's tool cache (not in ~/.cargo/bin).
 if [ "$("$PVIOMMU_TOOLS/bin/bindgen" --version 2>/dev/null)" != "bindgen $BINDGEN_VERSION" ]; then
 	say "installing bindgen-cli $BINDGEN_VERSION into $PVIOMMU_TOOLS"

@@ -1,0 +1,114 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# /init of the protected guest: a block workload on /dev/vda (the VMM's
+# virtio-blk disk), with O_DIRECT so that every byte crosses the device.
+# Prints one "PKVM-GUEST: PASS|FAIL name detail" line per check and a
+# PKVM-GUEST-DONE summary, then powers off when everything passed and
+# reboots otherwise (the VMM exits 0 or 1 accordingly).
+#
+# /etc/pkvm-guest.conf: HEADER_SHA (sha256 of the disk's first
+# HEADER_KB KiB, written by the harness), DATA_KB (bytes per block size),
+# SIZES (block sizes), CHECK_OFFSET_MB and CHECK_MB (the region the host
+# checksums after the run).
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs tmpfs /tmp
+
+. /etc/pkvm-guest.conf
+
+# Centiseconds of uptime, for step timings.
+cs() { t=$(cut -d' ' -f1 /proc/uptime); echo "${t%.*}${t#*.}" | sed 's/^0*//;s/^$/0/'; }
+secs() { d=$(($(cs) - $1)); printf '%d.%02d' $((d / 100)) $((d % 100)); }
+
+start=$(cs)
+echo "PKVM-GUEST-INIT uptime=$(cut -d' ' -f1 /proc/uptime)"
+pass=0
+fail=0
+ok() { echo "PKVM-GUEST: PASS $*"; pass=$((pass + 1)); }
+bad() { echo "PKVM-GUEST: FAIL $*"; fail=$((fail + 1)); }
+sha() { sha256sum "$@" | cut -d' ' -f1; }
+
+finish() {
+	echo "PKVM-GUEST-DONE pass=$pass fail=$fail seconds=$(secs "$start")"
+	if [ "$fail" = 0 ] && [ "$pass" -gt 0 ]; then
+		poweroff -f
+	fi
+	reboot -f
+}
+
+if [ ! -b /dev/vda ]; then
+	bad "disk /dev/vda missing"
+	dmesg | grep -i 'virtio\|vda' | sed 's/^/PKVM-GUEST-LOG /'
+	finish
+fi
+sectors=$(cat /sys/block/vda/size)
+ok "disk /dev/vda present sectors=$sectors"
+
+# 1. The harness's header, read by the device from the host file.
+t=$(cs)
+got=$(dd if=/dev/vda bs=64k count=$((HEADER_KB / 64)) iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
+if [ "$got" = "$HEADER_SHA" ]; then
+	ok "read-header ${HEADER_KB}KiB seconds=$(secs "$t")"
+else
+	bad "read-header sha256 $got != $HEADER_SHA"
+fi
+
+# 2. Pattern write and read-back at every block size, O_DIRECT both ways.
+dd if=/dev/urandom of=/tmp/pat bs=64k count=$((DATA_KB / 64)) 2>/dev/null
+want=$(sha /tmp/pat)
+off_kb=$((HEADER_KB + 1024))
+for bs in $SIZES; do
+	t=$(cs)
+	seek=$((off_kb * 1024 / bs))
+	n=$((DATA_KB * 1024 / bs))
+	if ! dd if=/tmp/pat of=/dev/vda bs="$bs" seek="$seek" count="$n" oflag=direct conv=notrunc 2>/tmp/err; then
+		bad "write bs=$bs: $(tail -1 /tmp/err)"
+		off_kb=$((off_kb + DATA_KB))
+		continue
+	fi
+	tw=$(secs "$t")
+	t=$(cs)
+	if ! dd if=/dev/vda of=/tmp/back bs="$bs" skip="$seek" count="$n" iflag=direct 2>/tmp/err; then
+		bad "read bs=$bs: $(tail -1 /tmp/err)"
+	elif [ "$(sha /tmp/back)" = "$want" ]; then
+		ok "pattern bs=$bs ${DATA_KB}KiB write=${tw}s read=$(secs "$t")s"
+	else
+		bad "pattern bs=$bs: read-back differs"
+	fi
+	rm -f /tmp/back
+	off_kb=$((off_kb + DATA_KB))
+done
+
+# 3. Concurrent: two readers of what was written and one writer, in
+# parallel (both vCPUs), every byte verified afterwards.
+t=$(cs)
+base_kb=$((HEADER_KB + 1024))
+dd if=/dev/vda of=/tmp/r1 bs=64k skip=$((base_kb / 64)) count=$((DATA_KB / 64)) iflag=direct 2>/dev/null &
+p1=$!
+dd if=/dev/vda of=/tmp/r2 bs=4k skip=$((base_kb / 4)) count=$((DATA_KB / 4)) iflag=direct 2>/dev/null &
+p2=$!
+dd if=/tmp/pat of=/dev/vda bs=16k seek=$((CHECK_OFFSET_MB * 64)) oflag=direct conv=notrunc 2>/dev/null &
+p3=$!
+wait $p1; r1=$?
+wait $p2; r2=$?
+wait $p3; r3=$?
+if [ $r1$r2$r3 = 000 ] && [ "$(sha /tmp/r1)" = "$want" ] && [ "$(sha /tmp/r2)" = "$want" ]; then
+	ok "concurrent 2 readers + 1 writer seconds=$(secs "$t")"
+else
+	bad "concurrent: exit $r1/$r2/$r3 or data differs"
+fi
+rm -f /tmp/r1 /tmp/r2
+
+# 4. What the host will find in its file: the region the writer filled.
+got=$(dd if=/dev/vda bs=1M skip="$CHECK_OFFSET_MB" count="$CHECK_MB" iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
+want_region=$(sha /tmp/pat)
+if [ "$got" = "$want_region" ]; then
+	ok "check-region ${CHECK_MB}MiB at ${CHECK_OFFSET_MB}MiB"
+else
+	bad "check-region: read-back differs"
+fi
+echo "PKVM-GUEST-DISK sha256=$want_region"
+sync
+finish
