@@ -7,8 +7,8 @@
 # off (reboot -f; QEMU runs with -no-reboot).
 #
 # /etc/pkvm-host.conf: shell variables DISK_MB, CHECK_OFFSET_MB, CHECK_MB
-# and SCENARIO_TIMEOUT (seconds; a VMM still running then is killed, exit
-# status 137), then one line per scenario in SCENARIOS:
+# and SCENARIO_TIMEOUT (seconds; a VMM still running then gets SIGTERM: exit
+# status 4, statistics still printed), then one line per scenario in SCENARIOS:
 #   name|vmm options|extra guest command line
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
@@ -34,7 +34,7 @@ echo "$SCENARIOS" | while IFS='|' read -r name opts extra; do
 	cp /disk.img "$disk" && truncate -s "${DISK_MB}M" "$disk"
 	echo "PKVM-SCENARIO-BEGIN $name uptime=$(up) vmm=[$opts]"
 	# shellcheck disable=SC2086 # $opts is a list of options
-	timeout -s KILL "$SCENARIO_TIMEOUT" /bin/pkvm-vmm --kernel /guest/Image --initrd /guest/initramfs.cpio \
+	timeout -s TERM "$SCENARIO_TIMEOUT" /bin/pkvm-vmm --kernel /guest/Image --initrd /guest/initramfs.cpio \
 		--disk "$disk" $opts --cmdline "$GUEST_BASE $extra" </dev/null
 	rc=$?
 	sha=$(dd if="$disk" bs=1M skip="$CHECK_OFFSET_MB" count="$CHECK_MB" 2>/dev/null | sha256sum | cut -d' ' -f1)

@@ -8,7 +8,8 @@ Boots the arm64 kernel under ``qemu-system-aarch64 -machine
 virt,virtualization=on`` with ``kvm-arm.mode=protected``; the host's /init
 runs tests/pkvm/vmm (``pkvm-vmm``) once per scenario, on the same Image as
 guest, with a guest initramfs whose /init runs an O_DIRECT block workload
-on the VMM's virtio-blk disk. Scenarios (default: protected, normal):
+on the VMM's virtio-blk disk. Scenarios (default: protected,
+protected-swiotlb, normal):
 
   protected         --protected --adversarial, restricted DMA pool (default
                     16 MiB): the workload passes, no request faults, every
@@ -67,7 +68,7 @@ SCENARIOS = {
     "protected-swiotlb": ("--protected --restricted-pool 0 --adversarial", "pviommu.mode=off swiotlb=8192"),
     "protected-pviommu": ("--protected --adversarial", ""),
 }
-DEFAULT_SCENARIOS = ["protected", "normal"]
+DEFAULT_SCENARIOS = ["protected", "protected-swiotlb", "normal"]
 
 
 class TestError(Exception):
@@ -351,10 +352,14 @@ def parse(lines):
     return host_init, host_done, scen, problems
 
 
-def check(s, stats_required=True):
+def check(s):
     """Problems with scenario ``s`` (an empty list when it passed)."""
     p = []
     st = s.stats
+    if st is not None and st["guest_exit"].startswith("signal"):
+        p.append(f"the guest was still running at the scenario timeout ({SCENARIO_TIMEOUT} s); "
+                 f"last guest result: {s.results[-1] if s.results else 'none'}; "
+                 f"first VMM error: {st['first_error']}")
     if st is None:
         why = " = killed at the scenario timeout" if s.rc == 137 else ""
         return [f"no PKVM-VMM-STATS line (VMM exit status {s.rc}{why})"
@@ -427,10 +432,13 @@ def report(host_init, host_done, scen, names, total):
 
 
 def main():
+    global SCENARIO_TIMEOUT
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenario", action="append", choices=sorted(SCENARIOS),
                     help="repeatable; default: " + ", ".join(DEFAULT_SCENARIOS))
-    ap.add_argument("--timeout", type=float, default=1200)
+    ap.add_argument("--timeout", type=float, default=1200, help="whole run (default 1200 s)")
+    ap.add_argument("--scenario-timeout", type=int, default=SCENARIO_TIMEOUT,
+                    help=f"one VMM run (default {SCENARIO_TIMEOUT} s)")
     ap.add_argument("--kernel", help="arm64 Image (default: the cache's current-arm64 build)")
     ap.add_argument("--busybox", help="static arm64 busybox (default: scripts/arm64-userland.sh)")
     ap.add_argument("--vmm-args", default="", help="extra pkvm-vmm options for every scenario (e.g. --verbose)")
@@ -440,6 +448,7 @@ def main():
     ap.add_argument("--quiet", action="store_true", help="do not echo the console")
     args = ap.parse_args()
     names = args.scenario or DEFAULT_SCENARIOS
+    SCENARIO_TIMEOUT = args.scenario_timeout
 
     kernel = find_kernel(args.kernel)
     busybox = find_busybox(args.busybox)

@@ -22,7 +22,8 @@ usage: pkvm-vmm --kernel IMAGE [options]
 
 Prints the guest's console on stdout and, at the end, one line
 `PKVM-VMM-STATS {json}`. Exit status: 0 when the guest powered off,
-1 when it reset (reboot or panic), 2 on a crash event, 3 on a VMM error.";
+1 when it reset (reboot or panic), 2 on a crash event, 3 on a VMM error,
+4 when SIGTERM/SIGINT ended a guest still running (statistics still printed).";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Args {

@@ -219,7 +219,11 @@ impl Devices {
                 Err(e) => {
                     // The driver's rings are unreadable: nothing more can be done.
                     inc(&self.stats.ring_faults);
-                    self.note_error(format!("virtqueue: {e}"));
+                    let q = &b.mmio.queues[0];
+                    self.note_error(format!(
+                        "virtqueue (desc {:#x} avail {:#x} used {:#x}): {e}",
+                        q.desc, q.avail, q.used
+                    ));
                     b.mmio.status |= NEEDS_RESET;
                     break;
                 }

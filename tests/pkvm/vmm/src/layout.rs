@@ -128,7 +128,7 @@ mod tests {
         assert!(Layout::new(33 * MIB, 1, None, None, 4096).is_err());
         assert!(Layout::new(64 * MIB, 1, None, Some(128 * MIB), 4096).is_err());
         assert!(Layout::new(64 * MIB, 1, None, None, 4 * MIB).is_err());
-        let l = Layout::new(64 * MIB, 1 * MIB, None, Some(0), 4096).unwrap();
+        let l = Layout::new(64 * MIB, MIB, None, Some(0), 4096).unwrap();
         assert_eq!(l.pool, None);
     }
 }

@@ -17,6 +17,8 @@ pub enum Stop {
     Reset,
     Crash,
     Error(String),
+    /// SIGTERM or SIGINT reached the VMM.
+    Signal(i32),
 }
 
 /// SMCCC NOT_SUPPORTED for hypercalls forwarded to user space.
