@@ -23,20 +23,8 @@ out_dir=$PVIOMMU_CACHE/arm64
 busybox=$out_dir/busybox
 stamp_file=$out_dir/.pviommu-busybox
 
-apt_opts=(
-	-o "APT::Architecture=arm64"
-	-o "APT::Architectures=arm64"
-	-o "Dir::Etc::SourceList=$apt_dir/sources.list"
-	-o "Dir::Etc::SourceParts=/dev/null"
-	-o "Dir::Etc::Preferences=/dev/null"
-	-o "Dir::Etc::PreferencesParts=/dev/null"
-	-o "Dir::State=$apt_dir/state"
-	-o "Dir::State::status=$apt_dir/state/status"
-	-o "Dir::Cache=$apt_dir/cache"
-	-o "APT::Sandbox::User=root"
-	-o "Debug::NoLocking=1"
-	-o "Acquire::Languages=none"
-)
+mapfile -t apt_opts < <(private_apt_opts "$apt_dir")
+apt_opts+=(-o "APT::Architecture=arm64" -o "APT::Architectures=arm64")
 
 command -v apt-get >/dev/null || die "apt-get not found: this script needs Debian's apt"
 command -v dpkg-deb >/dev/null || die "dpkg-deb not found: install dpkg"

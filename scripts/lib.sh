@@ -20,3 +20,17 @@ die() {
 	printf 'pviommu: error: %s\n' "$*" >&2
 	exit 1
 }
+
+# private_apt_opts DIR: apt options, one per line, for a private apt
+# configuration under DIR (its own source list, lists, cache and an empty
+# dpkg status): /etc/apt, dpkg's database and the machine's release and
+# architectures are left alone. Read with: mapfile -t opts < <(...).
+private_apt_opts() {
+	local d=$1 o
+	for o in "Dir::Etc::SourceList=$d/sources.list" "Dir::Etc::SourceParts=/dev/null" \
+		"Dir::Etc::Preferences=/dev/null" "Dir::Etc::PreferencesParts=/dev/null" \
+		"Dir::State=$d/state" "Dir::State::status=$d/state/status" "Dir::Cache=$d/cache" \
+		"APT::Sandbox::User=root" "Debug::NoLocking=1" "Acquire::Languages=none"; do
+		printf '%s\n' -o "$o"
+	done
+}

@@ -24,18 +24,7 @@ MIRROR=http://deb.debian.org/debian
 apt_dir=$PVIOMMU_CACHE/apt
 src_dir=$PVIOMMU_CACHE/linux-source
 
-apt_opts=(
-	-o "Dir::Etc::SourceList=$apt_dir/sources.list"
-	-o "Dir::Etc::SourceParts=/dev/null"
-	-o "Dir::Etc::Preferences=/dev/null"
-	-o "Dir::Etc::PreferencesParts=/dev/null"
-	-o "Dir::State=$apt_dir/state"
-	-o "Dir::State::status=$apt_dir/state/status"
-	-o "Dir::Cache=$apt_dir/cache"
-	-o "APT::Sandbox::User=root"
-	-o "Debug::NoLocking=1"
-	-o "Acquire::Languages=none"
-)
+mapfile -t apt_opts < <(private_apt_opts "$apt_dir")
 
 # The newest tarball fetched before, if any.
 cached_tarball() {

@@ -53,8 +53,7 @@ fi
 
 # The arm64 target: the pKVM test's VMM (tests/pkvm/vmm) is a static
 # aarch64-unknown-linux-musl binary, linked with rustup's rust-lld.
-if ! rustc --print target-libdir --target aarch64-unknown-linux-musl 2>/dev/null |
-	xargs -I{} test -d {}; then
+if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-musl; then
 	say "installing the aarch64-unknown-linux-musl Rust target"
 	rustup target add aarch64-unknown-linux-musl ||
 		die "rustup target add aarch64-unknown-linux-musl failed: the pKVM test needs it"
