@@ -23,6 +23,16 @@ use pviommu_reference_hyp::{
 const RAM_PAGES: u64 = 192;
 const HOLE: std::ops::Range<u64> = 128..160;
 
+/// Returns the frames of a table and a ring `INIT` was asked to register:
+/// one table byte per frame, and a ring of a header page plus 16-byte
+/// records. Computed here, not by the hypervisor, so that a hypervisor
+/// registering the wrong frames is caught too.
+fn layout(table_gpa: u64, table_frames: u64, ring_gpa: u64, order: u64) -> Vec<u64> {
+    let table = table_gpa >> 12..(table_gpa >> 12) + table_frames.div_ceil(4096);
+    let ring_pages = (4096 + (16u64 << order)).div_ceil(4096);
+    table.chain(ring_gpa >> 12..(ring_gpa >> 12) + ring_pages).collect()
+}
+
 struct Input<'a>(&'a [u8]);
 
 impl Input<'_> {
@@ -58,8 +68,9 @@ fuzz_target!(|data: &[u8]| {
     let mut hyp = Hypervisor::new(config);
     let _ = init_region(&region, 1, 0);
     let mut input = Input(data);
-    // Frames of the table and ring of the last successful INIT.
-    let mut protected: Vec<u64> = Vec::new();
+    // Frames of the table and ring of the last INIT this program made
+    // directly (op 0 or 1), or `None` after one the mailbox may have made.
+    let mut protected: Option<Vec<u64>> = None;
     for _ in 0..256 {
         if input.0.is_empty() {
             break;
@@ -72,6 +83,9 @@ fuzz_target!(|data: &[u8]| {
                 let consumer = hyp.consumer();
                 let (unshared, invalidations) = (hyp.counters().pages_unshared, hyp.counters().invalidations);
                 let r = hyp.call(&ram, func, args);
+                if func == Func::Init as u32 && r.status == 0 {
+                    protected = Some(layout(args[0], args[1], args[2], args[3]));
+                }
                 if func == Func::Apply as u32 {
                     let c = hyp.counters();
                     assert_eq!(hyp.consumer(), consumer, "APPLY moved the ring");
@@ -94,8 +108,7 @@ fuzz_target!(|data: &[u8]| {
                 let pool_pages = u64::from(input.u8() % 40);
                 let r = hyp.call(&ram, 1, [0, frames, ring_gfn << 12, order, pool_gfn << 12, pool_pages]);
                 if r.status == 0 {
-                    let ring_pages = (4096 + (16u64 << order)).div_ceil(4096);
-                    protected = (0..frames.div_ceil(4096)).chain(ring_gfn..ring_gfn + ring_pages).collect();
+                    protected = Some(layout(0, frames, ring_gfn << 12, order));
                 }
             }
             2 | 3 => {
@@ -136,13 +149,26 @@ fuzz_target!(|data: &[u8]| {
                     *b = input.u8();
                 }
                 let _ = region.write(off, &bytes);
+                let inits = hyp.counters().calls[Func::Init as usize];
                 serve_mailbox(&mut hyp, &ram, &region);
+                if hyp.counters().calls[Func::Init as usize] != inits {
+                    // A slot made an INIT (maybe after a RESET) this
+                    // program did not decode: only the hypervisor's own
+                    // registration is known now.
+                    protected = None;
+                }
             }
         }
-        if hyp.is_initialised() {
-            for &gfn in &protected {
+        if let Some((table, ring)) = hyp.registered() {
+            let registered: Vec<u64> = table.chain(ring).collect();
+            if let Some(expected) = &protected {
+                assert_eq!(&registered, expected, "INIT registered another layout");
+            }
+            for gfn in registered {
                 assert_eq!(hyp.host_perm(gfn), Perm::None, "table or ring page {gfn} is host-visible");
             }
+        } else {
+            assert!(!hyp.is_initialised(), "initialised without a registration");
         }
         for gfn in HOLE {
             assert_eq!(hyp.host_perm(gfn), Perm::None, "hole page {gfn} is host-visible");

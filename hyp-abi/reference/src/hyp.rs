@@ -320,6 +320,15 @@ impl Hypervisor {
         self.regs.is_some()
     }
 
+    /// Returns the frames of the table and of the ring `INIT` registered,
+    /// if any: the pages that must never be host-visible.
+    pub fn registered(&self) -> Option<(Range<u64>, Range<u64>)> {
+        let regs = self.regs?;
+        let table = frames(regs.table_gpa, regs.table_frames)?;
+        let ring = frames(regs.ring_gpa, ring_bytes(regs.ring_order))?;
+        Some((table, ring))
+    }
+
     /// Returns the consumer index of the ring.
     pub fn consumer(&self) -> u64 {
         self.consumer

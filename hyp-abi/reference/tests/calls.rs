@@ -345,6 +345,26 @@ fn reset_unshares_everything_and_allows_init_again() {
 }
 
 #[test]
+fn a_new_init_moves_the_protected_pages() {
+    let mut g = Guest::new();
+    let ring_pages = (4096u64 + (16 << RING_ORDER)).div_ceil(4096);
+    let old_ring = RING_GFN..RING_GFN + ring_pages;
+    assert_eq!(g.hyp.registered(), Some((0..1, old_ring.clone())));
+    assert_eq!(g.call(RESET, [0; 6]).status, OK);
+    assert_eq!(g.hyp.registered(), None);
+    // The next INIT puts the ring elsewhere: the old ring pages become
+    // ordinary guest RAM, the new ones are protected.
+    let mut args = init_args();
+    args[2] = 60 << 12;
+    assert_eq!(g.call(INIT, args).status, OK);
+    assert_eq!(g.hyp.registered(), Some((0..1, 60..60 + ring_pages)));
+    assert_eq!(g.call(SHARE, [old_ring.start, 1, 1, 0, 0, 0]).status, OK);
+    assert_eq!(g.hyp.host_perm(old_ring.start), Perm::Read);
+    assert_eq!(g.call(SHARE, [60, 1, 1, 0, 0, 0]).status, DENIED);
+    assert_eq!(g.hyp.host_perm(60), Perm::None);
+}
+
+#[test]
 fn counters_count_calls_and_statuses() {
     let mut g = Guest::new();
     g.sync();
