@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! `/sys/kernel/debug/pviommu/`: one read-only file per counter, the
-//! hypervisor conformance probe (`hyp_probe`) and the map/unmap
-//! microbenchmark (`map_bench`), on `kernel::debugfs`.
+//! hypervisor's own counters (`hyp_stats`), the hypervisor conformance
+//! probe (`hyp_probe`) and the map/unmap microbenchmark (`map_bench`), on
+//! `kernel::debugfs`.
 
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +11,7 @@ use kernel::debugfs::Dir;
 use kernel::prelude::*;
 
 use crate::hyp_probe;
+use crate::hyp_stats;
 use crate::logic::stats::Stats;
 use crate::map_bench;
 
@@ -42,6 +44,11 @@ pub(crate) fn register(stats: &'static Stats) {
         };
         keep(dir.read_callback_file(cname, Ok::<_, Error>(counter), &show));
     });
+    keep(dir.read_callback_file(
+        c"hyp_stats",
+        Ok::<_, Error>(&hyp_stats::HYP_STATS),
+        &hyp_stats::show,
+    ));
     keep(dir.read_callback_file(
         c"hyp_probe",
         Ok::<_, Error>(&hyp_probe::PROBE),

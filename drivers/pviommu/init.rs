@@ -46,6 +46,8 @@ pub(crate) struct Pviommu {
     pub(crate) on_revoke_failure: OnRevokeFailure,
     /// What `INIT` registered (for the conformance probe, `hyp_probe`).
     pub(crate) registration: Registration,
+    /// The feature bits `VERSION` reported (`hyp_stats` needs `STATS`).
+    pub(crate) features: u64,
 }
 
 static DRIVER: SetOnce<Pviommu> = SetOnce::new();
@@ -221,6 +223,7 @@ pub(crate) fn bring_up(
         devices: Devices::new(),
         on_revoke_failure,
         registration,
+        features: version.features,
     }) {
         return Err(ENODEV);
     }

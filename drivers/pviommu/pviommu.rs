@@ -15,6 +15,7 @@ mod ffi;
 #[path = "../../hyp-abi/src/lib.rs"]
 pub mod hyp_abi;
 mod hyp_probe;
+mod hyp_stats;
 mod init;
 #[path = "logic/src/lib.rs"]
 pub mod logic;

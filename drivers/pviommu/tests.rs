@@ -39,11 +39,11 @@ fn failures(case: &'static str, test: Case) -> u32 {
 mod abi {
     use crate::hyp_abi::call::{ABI_MAJOR, ABI_MINOR, ABI_VERSION};
 
-    /// The driver speaks ABI 2.0, encoded as `VERSION` returns it.
+    /// The driver speaks ABI 2.1, encoded as `VERSION` returns it.
     #[test]
-    fn abi_version_is_2_0() {
-        assert_eq!((ABI_MAJOR, ABI_MINOR), (2, 0));
-        assert_eq!(ABI_VERSION, 0x0002_0000);
+    fn abi_version_is_2_1() {
+        assert_eq!((ABI_MAJOR, ABI_MINOR), (2, 1));
+        assert_eq!(ABI_VERSION, 0x0002_0001);
         assert!(ABI_VERSION >> 16 == u32::from(ABI_MAJOR));
     }
 }

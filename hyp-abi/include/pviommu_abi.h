@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * pviommu guest/hypervisor ABI v2.0, for hypervisor implementers.
+ * pviommu guest/hypervisor ABI v2.1, for hypervisor implementers.
  *
  * Normative text: Documentation/virt/pviommu/abi.rst. This header mirrors
  * the Rust crate hyp-abi/ (the source of truth); hyp-abi/tests/header.rs
@@ -22,12 +22,13 @@
 
 /* Versioning. */
 #define PVIOMMU_ABI_MAJOR		2
-#define PVIOMMU_ABI_MINOR		0
+#define PVIOMMU_ABI_MINOR		1
 #define PVIOMMU_ABI_VERSION		((PVIOMMU_ABI_MAJOR << 16) | PVIOMMU_ABI_MINOR)
 
 /* Feature bits (VERSION r1, mailbox header); undefined bits are reserved. */
 #define PVIOMMU_FEATURE_APPLY		(1ULL << 0)	/* APPLY (1.1) */
-#define PVIOMMU_FEATURES_KNOWN		PVIOMMU_FEATURE_APPLY
+#define PVIOMMU_FEATURE_STATS		(1ULL << 1)	/* STATS (2.1) */
+#define PVIOMMU_FEATURES_KNOWN		(PVIOMMU_FEATURE_APPLY | PVIOMMU_FEATURE_STATS)
 
 /* Granule. */
 #define PVIOMMU_PAGE_SHIFT		12
@@ -52,6 +53,7 @@
 #define PVIOMMU_FUNC_UNSHARE		4
 #define PVIOMMU_FUNC_RESET		5
 #define PVIOMMU_FUNC_APPLY		6	/* if PVIOMMU_FEATURE_APPLY */
+#define PVIOMMU_FUNC_STATS		7	/* if PVIOMMU_FEATURE_STATS */
 #define PVIOMMU_SMCCC_FUNC_BASE		0xC6008000U
 #define PVIOMMU_SMCCC_ID(func)		(PVIOMMU_SMCCC_FUNC_BASE + (func))
 
@@ -66,6 +68,18 @@
 #define PVIOMMU_BUSY			(-0x101)
 #define PVIOMMU_NO_MEMORY		(-0x102)
 #define PVIOMMU_BAD_STATE		(-0x103)
+
+/* STATS counter indices (a0); r0 is the value, r1 how many exist. */
+#define PVIOMMU_STAT_DRAINS		0
+#define PVIOMMU_STAT_RECORDS		1
+#define PVIOMMU_STAT_BAD_RECORDS	2
+#define PVIOMMU_STAT_PAGES_SHARED	3
+#define PVIOMMU_STAT_PAGES_UNSHARED	4
+#define PVIOMMU_STAT_INVALIDATIONS	5
+#define PVIOMMU_STAT_REFUSED		6
+#define PVIOMMU_STAT_ABSENT		7
+#define PVIOMMU_STAT_BUSY		8
+#define PVIOMMU_NR_STATS		9
 
 /* Ring. */
 #define PVIOMMU_RING_HEADER_SIZE	4096

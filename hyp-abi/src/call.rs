@@ -11,8 +11,8 @@ use super::error::{EAGAIN, EBUSY, EINVAL, EIO, ENOMEM, EOPNOTSUPP, EPERM};
 /// ABI major version: incompatible changes bump it. 2.0 moved the SMCCC
 /// function IDs and renumbered the status codes.
 pub const ABI_MAJOR: u16 = 2;
-/// ABI minor version: compatible additions bump it.
-pub const ABI_MINOR: u16 = 0;
+/// ABI minor version: compatible additions bump it. 2.1 added `STATS`.
+pub const ABI_MINOR: u16 = 1;
 /// The version as `VERSION` returns it in `r0`: `(major << 16) | minor`.
 pub const ABI_VERSION: u32 = ((ABI_MAJOR as u32) << 16) | ABI_MINOR as u32;
 /// Feature bit (`VERSION` `r1`): the hypervisor implements `APPLY`, so the
@@ -20,10 +20,13 @@ pub const ABI_VERSION: u32 = ((ABI_MAJOR as u32) << 16) | ABI_MINOR as u32;
 /// in ABI 1.1 and kept unchanged in 2.0; a guest checks this bit, not the
 /// minor version, before it calls `APPLY`.
 pub const FEATURE_APPLY: u64 = 1 << 0;
-/// Feature bits defined by ABI 2.0. Undefined bits are reserved: a
+/// Feature bit (`VERSION` `r1`): the hypervisor implements `STATS`, so
+/// the guest can read the hypervisor's own counters of its work (ABI 2.1).
+pub const FEATURE_STATS: u64 = 1 << 1;
+/// Feature bits defined by ABI 2.1. Undefined bits are reserved: a
 /// hypervisor returns them as 0 and a guest ignores them, so that a later
 /// minor version can define them without breaking this one.
-pub const FEATURES_KNOWN: u64 = FEATURE_APPLY;
+pub const FEATURES_KNOWN: u64 = FEATURE_APPLY | FEATURE_STATS;
 
 /// Number of arguments of every call.
 pub const NR_ARGS: usize = 6;
@@ -58,10 +61,13 @@ pub enum Func {
     /// Apply the table entries of a frame range without the ring, with
     /// invalidation (`FEATURE_APPLY`, since ABI 1.1).
     Apply = 6,
+    /// Read one of the hypervisor's counters of this guest
+    /// (`FEATURE_STATS`, since ABI 2.1).
+    Stats = 7,
 }
 
 /// Number of defined functions.
-pub const NR_FUNCS: usize = 7;
+pub const NR_FUNCS: usize = 8;
 
 // `NR_FUNCS` sizes per-function arrays, and counters index them with
 // `Func as usize`: every number below it must decode to its function, and
@@ -86,6 +92,7 @@ impl Func {
             4 => Some(Func::Unshare),
             5 => Some(Func::Reset),
             6 => Some(Func::Apply),
+            7 => Some(Func::Stats),
             _ => None,
         }
     }
@@ -110,6 +117,7 @@ impl Func {
             Func::Init => 6,
             Func::Share => 3,
             Func::Unshare | Func::Apply => 2,
+            Func::Stats => 1,
         }
     }
 
@@ -123,6 +131,82 @@ impl Func {
             Func::Unshare => "unshare",
             Func::Reset => "reset",
             Func::Apply => "apply",
+            Func::Stats => "stats",
+        }
+    }
+}
+
+/// The counters `STATS` reads, by index (`a0`). Each counts events of
+/// this guest since it was created (`RESET` does not clear them) and only
+/// ever grows (wrapping at 2^64). `STATS` is valid before `INIT`.
+/// `STATS` returns the value in `r0` and the number of counters the
+/// hypervisor keeps in `r1`; an index at or past that number is
+/// `InvalidParameter`. A hypervisor may keep more counters than a guest
+/// knows; later minor versions only append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Stat {
+    /// Ring drains: on exits, on `SYNC` and on faults.
+    Drains = 0,
+    /// Published ring records read.
+    Records = 1,
+    /// Malformed records and producer values skipped.
+    BadRecords = 2,
+    /// Frames whose host access was widened.
+    PagesShared = 3,
+    /// Frames whose host access was reduced.
+    PagesUnshared = 4,
+    /// Invalidations of the host's translations (TLB invalidation
+    /// sequences); one covers every reduction completed with it.
+    Invalidations = 5,
+    /// Table entries or direct calls that asked for access the
+    /// hypervisor refused: the table or ring, memory outside guest RAM,
+    /// an invalid encoding, a page in a state it cannot share.
+    Refused = 6,
+    /// Frames a table entry named that the guest has not populated yet
+    /// (not in its stage 2): left without host access.
+    Absent = 7,
+    /// `BUSY` answers: calls or drains that ran out of their budget.
+    Busy = 8,
+}
+
+/// Number of counters ABI 2.1 defines.
+pub const NR_STATS: usize = 9;
+
+/// Every counter, in index order.
+pub const STATS: [Stat; NR_STATS] = [
+    Stat::Drains,
+    Stat::Records,
+    Stat::BadRecords,
+    Stat::PagesShared,
+    Stat::PagesUnshared,
+    Stat::Invalidations,
+    Stat::Refused,
+    Stat::Absent,
+    Stat::Busy,
+];
+
+const _: () = {
+    let mut i = 0;
+    while i < NR_STATS {
+        assert!(STATS[i] as usize == i);
+        i += 1;
+    }
+};
+
+impl Stat {
+    /// Returns the lower-case name used in debugfs and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stat::Drains => "drains",
+            Stat::Records => "records",
+            Stat::BadRecords => "bad_records",
+            Stat::PagesShared => "pages_shared",
+            Stat::PagesUnshared => "pages_unshared",
+            Stat::Invalidations => "invalidations",
+            Stat::Refused => "refused",
+            Stat::Absent => "absent",
+            Stat::Busy => "busy",
         }
     }
 }

@@ -263,7 +263,8 @@ fn function_ids_are_vendor_hyp_fast_smc64() {
     assert_eq!(Func::Apply.smccc_id(), 0xC600_8006);
     assert_eq!(Func::from_smccc_id(0xC600_8002), Some(Func::Sync));
     assert_eq!(Func::from_smccc_id(0xC600_8006), Some(Func::Apply));
-    assert_eq!(Func::from_smccc_id(0xC600_8007), None);
+    assert_eq!(Func::from_smccc_id(0xC600_8007), Some(Func::Stats));
+    assert_eq!(Func::from_smccc_id(0xC600_8008), None);
     assert_eq!(Func::from_smccc_id(0x8600_8000), None);
     // KVM's vendor-hyp functions (0..127), the 1.x IDs among them, are
     // not ours.
@@ -275,13 +276,14 @@ fn function_ids_are_vendor_hyp_fast_smc64() {
     }
     assert_eq!(Func::from_raw(NR_FUNCS as u32), None);
     assert_eq!((Func::Apply.nr_args(), Func::Apply.name()), (2, "apply"));
+    assert_eq!((Func::Stats.nr_args(), Func::Stats.name()), (1, "stats"));
 }
 
 #[test]
 fn hypervisor_answers_are_checked() {
-    assert_eq!(ABI_VERSION, 0x2_0000);
+    assert_eq!(ABI_VERSION, 0x2_0001);
     let v = check_version(0, &[ABI_VERSION.into(), FEATURE_APPLY, 16]).unwrap();
-    assert_eq!((v.major, v.minor, v.max_ring_order), (2, 0, 16));
+    assert_eq!((v.major, v.minor, v.max_ring_order), (2, 1, 16));
     assert_eq!(v.features, FEATURE_APPLY);
     // A 2.0 hypervisor without APPLY.
     let v = check_version(0, &[0x2_0000, 0, 16]).unwrap();

@@ -10,8 +10,8 @@
 
 use core::mem::{offset_of, size_of};
 use pviommu_hyp_abi::call::{
-    Func, Status, ABI_MAJOR, ABI_MINOR, ABI_VERSION, FEATURES_KNOWN, FEATURE_APPLY, NR_FUNCS,
-    NR_STATUSES, SMCCC_FUNC_BASE,
+    Func, Stat, Status, ABI_MAJOR, ABI_MINOR, ABI_VERSION, FEATURES_KNOWN, FEATURE_APPLY,
+    FEATURE_STATS, NR_FUNCS, NR_STATS, NR_STATUSES, SMCCC_FUNC_BASE,
 };
 use pviommu_hyp_abi::layout::*;
 use pviommu_hyp_abi::mailbox::*;
@@ -29,6 +29,7 @@ fn asserts() -> String {
     eq("PVIOMMU_ABI_MINOR", ABI_MINOR.into());
     eq("PVIOMMU_ABI_VERSION", ABI_VERSION.into());
     eq("PVIOMMU_FEATURE_APPLY", FEATURE_APPLY.into());
+    eq("PVIOMMU_FEATURE_STATS", FEATURE_STATS.into());
     eq("PVIOMMU_FEATURES_KNOWN", FEATURES_KNOWN.into());
     eq("PVIOMMU_PAGE_SHIFT", PAGE_SHIFT.into());
     eq("PVIOMMU_PAGE_SIZE", PAGE_SIZE.into());
@@ -46,6 +47,7 @@ fn asserts() -> String {
         ("UNSHARE", Func::Unshare),
         ("RESET", Func::Reset),
         ("APPLY", Func::Apply),
+        ("STATS", Func::Stats),
     ];
     for (name, f) in funcs {
         eq(&format!("PVIOMMU_FUNC_{name}"), (f as u32).into());
@@ -55,6 +57,21 @@ fn asserts() -> String {
         );
     }
     eq("PVIOMMU_SMCCC_FUNC_BASE", SMCCC_FUNC_BASE.into());
+    let stats: [(&str, Stat); NR_STATS] = [
+        ("DRAINS", Stat::Drains),
+        ("RECORDS", Stat::Records),
+        ("BAD_RECORDS", Stat::BadRecords),
+        ("PAGES_SHARED", Stat::PagesShared),
+        ("PAGES_UNSHARED", Stat::PagesUnshared),
+        ("INVALIDATIONS", Stat::Invalidations),
+        ("REFUSED", Stat::Refused),
+        ("ABSENT", Stat::Absent),
+        ("BUSY", Stat::Busy),
+    ];
+    for (name, st) in stats {
+        eq(&format!("PVIOMMU_STAT_{name}"), (st as u64).into());
+    }
+    eq("PVIOMMU_NR_STATS", NR_STATS as i128);
     let statuses: [(&str, Status); NR_STATUSES] = [
         ("SUCCESS", Status::Success),
         ("NOT_SUPPORTED", Status::NotSupported),

@@ -51,6 +51,7 @@ const FUNCS: [Func; NR_FUNCS] = [
     Func::Unshare,
     Func::Reset,
     Func::Apply,
+    Func::Stats,
 ];
 
 // `to_json` names `calls[i]` after `FUNCS[i]`: the order must be the numbers'.
@@ -85,6 +86,11 @@ const fn status_index(status: Status) -> usize {
 }
 
 impl Counters {
+    /// Returns how many calls answered `BUSY`.
+    pub fn busy(&self) -> u64 {
+        self.statuses[status_index(Status::Busy)]
+    }
+
     /// Counts a call that returned the raw status `raw`; a value outside
     /// the defined set (which the reference never returns) is not counted.
     pub fn count_status(&mut self, raw: i64) {

@@ -6,7 +6,8 @@ use crate::counters::Counters;
 use crate::pages::{host_bits, shareable, DIRECT_SHIFT, FORBIDDEN, PERM_BITS, RAM, TABLE_SHIFT};
 use crate::ram::{GuestRam, OutOfRange};
 use pviommu_hyp_abi::call::{
-    reserved_args_zero, Func, Status, ABI_VERSION, FEATURES_KNOWN, NR_ARGS, NR_RETS,
+    reserved_args_zero, Func, Stat, Status, ABI_VERSION, FEATURES_KNOWN, NR_ARGS, NR_RETS,
+    NR_STATS, STATS,
 };
 use pviommu_hyp_abi::layout::{
     record_seq, ring_bytes, Perm, RingRecord, PAGE_SHIFT, PAGE_SIZE, RING_CONSUMER_OFFSET,
@@ -370,6 +371,7 @@ impl Hypervisor {
                         Func::Unshare => self.unshare(args[0], args[1]),
                         Func::Reset => self.reset(),
                         Func::Apply => self.apply(ram, args[0], args[1]),
+                        Func::Stats => self.stats(args[0]),
                     }
                 }
             }
@@ -377,6 +379,27 @@ impl Hypervisor {
         self.counters.count_status(result.status);
         self.sync_counters();
         result
+    }
+
+    /// `STATS`: one counter by index, and how many there are.
+    fn stats(&self, index: u64) -> CallResult {
+        let Some(&stat) = usize::try_from(index).ok().and_then(|i| STATS.get(i)) else {
+            return CallResult::err(Status::InvalidParameter);
+        };
+        let c = &self.counters;
+        let value = match stat {
+            Stat::Drains => c.drains,
+            Stat::Records => c.records_consumed,
+            Stat::BadRecords => c.bad_records,
+            Stat::PagesShared => c.pages_shared,
+            Stat::PagesUnshared => c.pages_unshared,
+            Stat::Invalidations => c.invalidations,
+            Stat::Refused => self.forbidden_shares.wrapping_add(self.bad_table_entries),
+            // Every page of guest RAM is always populated here.
+            Stat::Absent => 0,
+            Stat::Busy => c.busy(),
+        };
+        CallResult::ok([value, NR_STATS as u64, 0])
     }
 
     fn sync_counters(&mut self) {

@@ -5,7 +5,9 @@
 mod common;
 
 use common::*;
-use pviommu_reference_hyp::abi::call::{Func, Status, ABI_VERSION, FEATURE_APPLY, NR_FUNCS};
+use pviommu_reference_hyp::abi::call::{
+    Func, Stat, Status, ABI_VERSION, FEATURE_APPLY, FEATURE_STATS, NR_FUNCS, NR_STATS,
+};
 use pviommu_reference_hyp::{Access, GuestRam, OutOfRange, Perm, VecRam};
 use std::cell::RefCell;
 use std::ops::Range;
@@ -21,9 +23,51 @@ fn version_reports_abi_and_limits() {
     let mut g = Guest::bare();
     let r = g.call(VERSION, [0; 6]);
     assert_eq!(r.status, OK);
-    assert_eq!(r.ret, [u64::from(ABI_VERSION), FEATURE_APPLY, 16]);
-    assert_eq!(ABI_VERSION, 0x2_0000);
-    assert_eq!(FEATURE_APPLY, 1);
+    assert_eq!(
+        r.ret,
+        [u64::from(ABI_VERSION), FEATURE_APPLY | FEATURE_STATS, 16]
+    );
+    assert_eq!(ABI_VERSION, 0x2_0001);
+    assert_eq!((FEATURE_APPLY, FEATURE_STATS), (1, 2));
+}
+
+#[test]
+fn stats_reads_the_counters_by_index() {
+    let mut g = Guest::new();
+    g.map(20, 2, 3);
+    g.sync();
+    g.map(20, 2, 0);
+    g.sync();
+    g.set_entry(21, 2);
+    g.push(21, 1);
+    g.sync();
+    let stat = |g: &mut Guest, s: Stat| {
+        let r = g.call(STATS, [s as u64, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            (r.status, r.ret[1], r.ret[2]),
+            (OK, NR_STATS as u64, 0),
+            "{s:?}"
+        );
+        r.ret[0]
+    };
+    let c = g.hyp.counters().clone();
+    assert_eq!(stat(&mut g, Stat::Drains), c.drains);
+    assert_eq!(stat(&mut g, Stat::Records), 3);
+    assert_eq!(stat(&mut g, Stat::PagesShared), 2 + POOL_PAGES);
+    assert_eq!(stat(&mut g, Stat::PagesUnshared), 2);
+    assert_eq!(stat(&mut g, Stat::Invalidations), 1);
+    assert_eq!(stat(&mut g, Stat::Refused), 1, "the invalid entry 2");
+    assert_eq!(stat(&mut g, Stat::Absent), 0);
+    assert_eq!(stat(&mut g, Stat::Busy), 0);
+    // Past the last counter, and a reserved argument.
+    assert_eq!(
+        g.call(STATS, [NR_STATS as u64, 0, 0, 0, 0, 0]).status,
+        INVALID
+    );
+    assert_eq!(g.call(STATS, [u64::MAX, 0, 0, 0, 0, 0]).status, INVALID);
+    assert_eq!(g.call(STATS, [0, 1, 0, 0, 0, 0]).status, INVALID);
+    // Valid before INIT: the counters are the guest's, not the ring's.
+    assert_eq!(Guest::bare().call(STATS, [0; 6]).status, OK);
 }
 
 #[test]

@@ -27,7 +27,10 @@ fn version_init_and_completion_interrupt() {
     let h = Refhyp::start("version", &[]);
     let mut g = Guest::connect(&h);
     let (st, ret) = g.call(FUNC_VERSION, [0; 6]);
-    assert_eq!((st, ret[0], ret[1]), (ST_SUCCESS, ABI_2_0, FEATURE_APPLY));
+    assert_eq!(
+        (st, ret[0], ret[1]),
+        (ST_SUCCESS, ABI_2_1, FEATURE_APPLY | FEATURE_STATS)
+    );
     // The hypervisor raises our vector once the doorbell is served (just
     // after the answer is published).
     wait_for(|| g.irq.read().ok());

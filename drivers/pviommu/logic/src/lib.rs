@@ -20,6 +20,7 @@ pub(crate) use crate::hyp_abi as abi;
 pub(crate) use pviommu_hyp_abi as abi;
 
 pub mod engine;
+pub mod hyp_stats;
 pub mod mailbox;
 pub mod policy;
 pub mod pool;

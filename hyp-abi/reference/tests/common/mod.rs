@@ -24,6 +24,7 @@ pub const SHARE: u32 = 3;
 pub const UNSHARE: u32 = 4;
 pub const RESET: u32 = 5;
 pub const APPLY: u32 = 6;
+pub const STATS: u32 = 7;
 
 pub struct Guest {
     pub ram: VecRam,

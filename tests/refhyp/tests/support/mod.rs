@@ -43,10 +43,12 @@ pub const FUNC_SYNC: u32 = 2;
 pub const FUNC_SHARE: u32 = 3;
 pub const FUNC_UNSHARE: u32 = 4;
 pub const FUNC_APPLY: u32 = 6;
-/// Functions defined by ABI 2.0 (numbers `0..NR_FUNCS`).
-pub const NR_FUNCS: u32 = 7;
-pub const ABI_2_0: u64 = 0x2_0000;
+pub const FUNC_STATS: u32 = 7;
+/// Functions defined by ABI 2.1 (numbers `0..NR_FUNCS`).
+pub const NR_FUNCS: u32 = 8;
+pub const ABI_2_1: u64 = 0x2_0001;
 pub const FEATURE_APPLY: u64 = 1;
+pub const FEATURE_STATS: u64 = 2;
 pub const ST_SUCCESS: i64 = 0;
 pub const ST_NOT_SUPPORTED: i64 = -1;
 pub const ST_INVALID: i64 = -3;
