@@ -23,6 +23,18 @@ const MAX_FRAMES: u64 = 1 << 26;
 /// Most pages one direct `SHARE`, `UNSHARE` or `APPLY` call handles: bounds
 /// the time of a call and makes guests exercise their partial-progress loop.
 pub const DIRECT_BUDGET: u64 = 512;
+/// Most table entries one drain applies, counted as the `nr_pages` of the
+/// records it takes (what the guest names, merged runs or not). A record
+/// that would take a drain past it is left for the next drain, unless it
+/// is the first record the drain takes: a record larger than the budget
+/// is then applied alone, so every drain makes progress. `SYNC` answers
+/// `BUSY` when its drain stopped so. 2^16 is the largest ring
+/// (`MAX_RING_ORDER`) of one-page records, and the driver's default ring
+/// (order 12) of 64 KiB buffers: a guest that maps ordinary buffers never
+/// sees `BUSY`, and a hostile one gets at most 2^16 steps per drain (or one
+/// record of at most `table_frames`) instead of a ring of records each as
+/// large as the table. pKVM's EL2 drain applies the same rule with 4096.
+pub const DRAIN_BUDGET: u64 = 1 << 16;
 /// Ring records read per guest-memory copy.
 const CHUNK: usize = 64;
 /// Table bytes read per guest-memory copy.
@@ -146,6 +158,12 @@ pub struct DrainStats {
     pub pages_shared: u64,
     /// Pages whose host access was reduced.
     pub pages_unshared: u64,
+    /// Table entries the applied records name, summed over the records:
+    /// what `DRAIN_BUDGET` bounds.
+    pub entries: u64,
+    /// The drain stopped before a published, well-formed record because
+    /// applying it would exceed `DRAIN_BUDGET`: work is left in the ring.
+    pub out_of_budget: bool,
     /// Consumer index after the drain.
     pub consumer: u64,
 }
@@ -232,11 +250,13 @@ fn read_records(
 }
 
 /// Counts the leading records of `buf` that are published (`seq` on) and
-/// each start where the previous ends (from `end`), staying inside a table
-/// of `tf` frames; returns that count and the new end. This is the drain's
-/// common case, a burst of buffers mapped one after the other, kept to a
-/// few instructions per record.
-fn extend_run(buf: &[u8], mut seq: u32, mut end: u64, tf: u64) -> (usize, u64) {
+/// each start where the previous ends (from `end`), ending at or before
+/// `limit` (the table's end, or where the drain's budget runs out: these
+/// records name exactly the frames from the old `end` to the new one);
+/// returns that count and the new end. This is the drain's common case, a
+/// burst of buffers mapped one after the other, kept to a few instructions
+/// per record.
+fn extend_run(buf: &[u8], mut seq: u32, mut end: u64, limit: u64) -> (usize, u64) {
     let mut n = 0;
     for raw in buf.chunks_exact(RING_RECORD_SIZE as usize) {
         let Ok(raw) = <&[u8; 16]>::try_from(raw) else {
@@ -245,7 +265,7 @@ fn extend_run(buf: &[u8], mut seq: u32, mut end: u64, tf: u64) -> (usize, u64) {
         let rec = RingRecord::from_le_bytes(raw);
         let nr = u64::from(rec.nr_pages);
         // `nr - 1` wraps for 0, so one compare rejects empty and long records.
-        if rec.seq != seq || rec.gfn != end || nr.wrapping_sub(1) >= tf.saturating_sub(end) {
+        if rec.seq != seq || rec.gfn != end || nr.wrapping_sub(1) >= limit.saturating_sub(end) {
             break;
         }
         end += nr;
@@ -472,7 +492,12 @@ impl Hypervisor {
             return CallResult::err(Status::BadState);
         }
         let stats = self.drain(ram);
+        // Also on `BUSY`: a reduction is never left pending longer than
+        // needed, and the retry need not find it.
         self.invalidate_pending();
+        if stats.out_of_budget {
+            return CallResult::err(Status::Busy);
+        }
         CallResult::ok([stats.records, stats.pages_unshared, stats.pages_shared])
     }
 
@@ -630,11 +655,15 @@ impl Hypervisor {
         CallResult::ok([unshared, 0, 0])
     }
 
-    /// Applies every published ring record (drain), without invalidating.
+    /// Applies the published ring records (drain), within `DRAIN_BUDGET`,
+    /// without invalidating.
     ///
     /// Called by `SYNC`, and by the harness on queue kicks; reductions it
     /// applies stay pending until the next `SYNC` (or direct call)
-    /// invalidates. Does nothing before `INIT`.
+    /// invalidates. A drain that runs out of budget stops before the record
+    /// that would exceed it (`out_of_budget`), so the consumer stays at or
+    /// before that record and the next drain starts there. Does nothing
+    /// before `INIT`.
     pub fn drain(&mut self, ram: &dyn GuestRam) -> DrainStats {
         let mut stats = DrainStats {
             consumer: self.consumer,
@@ -672,7 +701,9 @@ impl Hypervisor {
         let mut pending: [Range<u64>; CHUNK] = std::array::from_fn(|_| 0..0);
         let mut npending = 0;
         let mut scratch = std::mem::take(&mut self.scratch);
-        while done < avail {
+        // Table entries named by the records taken so far (`entries`).
+        let mut frames = 0u64;
+        while done < avail && !stats.out_of_budget {
             let index = start.wrapping_add(done);
             let pos = index & mask;
             let n = (avail - done).min(CHUNK as u64).min(size - pos) as usize;
@@ -686,8 +717,13 @@ impl Hypervisor {
             let mut seq = record_seq(index);
             let mut at = 0;
             while let Some(rest) = buf.get(at..) {
-                // Fast path: published records that extend the current run.
-                let (k, end) = extend_run(rest, seq, run.end, tf);
+                // Fast path: published records that extend the current run,
+                // within the table and the budget (a record past either
+                // takes the slow path below).
+                let left = DRAIN_BUDGET.saturating_sub(frames);
+                let limit = tf.min(run.end.saturating_add(left));
+                let (k, end) = extend_run(rest, seq, run.end, limit);
+                frames += end - run.end;
                 run.end = end;
                 seq = seq.wrapping_add(k as u32);
                 records += k as u64;
@@ -698,12 +734,22 @@ impl Hypervisor {
                 let Some(raw) = buf.get(at..at + RING_RECORD_SIZE as usize) else {
                     break;
                 };
-                at += RING_RECORD_SIZE as usize;
                 let Ok(raw) = <&[u8; 16]>::try_from(raw) else {
                     break;
                 };
                 let rec = RingRecord::from_le_bytes(raw);
                 let published = rec.seq == seq;
+                let nr = u64::from(rec.nr_pages);
+                let valid = nr != 0 && in_table(rec.gfn, nr, tf) == nr;
+                // The budget: stop before a record that would exceed it,
+                // unless it is the first the drain takes. Neither this
+                // record nor any after it is taken, and the consumer stays
+                // before it (pKVM's EL2 drain has the same rule).
+                if published && valid && frames != 0 && frames + nr > DRAIN_BUDGET {
+                    stats.out_of_budget = true;
+                    break;
+                }
+                at += RING_RECORD_SIZE as usize;
                 seq = seq.wrapping_add(1);
                 contiguous &= published;
                 next = next.wrapping_add(u64::from(contiguous));
@@ -711,11 +757,11 @@ impl Hypervisor {
                     continue;
                 }
                 records += 1;
-                let nr = u64::from(rec.nr_pages);
-                if nr == 0 || in_table(rec.gfn, nr, tf) != nr {
+                if !valid {
                     bad += 1;
                     continue;
                 }
+                frames += nr;
                 let end = rec.gfn + nr;
                 if rec.gfn <= run.end && end >= run.start {
                     run = run.start.min(rec.gfn)..run.end.max(end);
@@ -754,6 +800,7 @@ impl Hypervisor {
             self.consumer = next;
         }
         stats.consumer = self.consumer;
+        stats.entries = frames;
         self.counters.records_consumed += stats.records;
         self.counters.bad_records += stats.bad_records;
         self.counters.pages_shared += stats.pages_shared;
