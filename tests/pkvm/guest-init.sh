@@ -15,6 +15,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t tmpfs tmpfs /tmp
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 
 . /etc/pkvm-guest.conf
 
@@ -30,7 +31,21 @@ ok() { echo "PKVM-GUEST: PASS $*"; pass=$((pass + 1)); }
 bad() { echo "PKVM-GUEST: FAIL $*"; fail=$((fail + 1)); }
 sha() { sha256sum "$@" | cut -d' ' -f1; }
 
+# The pviommu's counters, the guest's and the hypervisor's (hyp_stats),
+# as "PKVM-GUEST-STAT <label> <side> <name> <value>" lines.
+pviommu_stats() {
+	d=/sys/kernel/debug/pviommu
+	[ -d $d ] || return 0
+	for f in $d/*; do
+		case ${f##*/} in hyp_probe | hyp_stats | map_bench) continue ;; esac
+		echo "PKVM-GUEST-STAT $1 guest ${f##*/} $(cat "$f")"
+	done
+	grep -v '^#' $d/hyp_stats | sed "s/^/PKVM-GUEST-STAT $1 hyp /"
+	grep '^#' $d/hyp_stats | sed 's/^/PKVM-GUEST-LOG /'
+}
+
 finish() {
+	pviommu_stats end
 	echo "PKVM-GUEST-DONE pass=$pass fail=$fail seconds=$(secs "$start")"
 	if [ "$fail" = 0 ] && [ "$pass" -gt 0 ]; then
 		poweroff -f
@@ -43,6 +58,7 @@ if [ ! -b /dev/vda ]; then
 	dmesg | grep -i 'virtio\|vda' | sed 's/^/PKVM-GUEST-LOG /'
 	finish
 fi
+pviommu_stats start
 sectors=$(cat /sys/block/vda/size)
 ok "disk /dev/vda present sectors=$sectors"
 
