@@ -25,8 +25,9 @@ use crate::logic::mailbox::{RawResult, TransportError};
 use crate::logic::probe::run;
 
 /// The driver's transport with interrupts off around each call, as the
-/// mailbox's per-CPU slots require (harmless for `HVC`).
-struct IrqsOff<'a>(&'a KernelTransport);
+/// mailbox's per-CPU slots require (harmless for `HVC`). Also used by
+/// `hyp_stats`.
+pub(crate) struct IrqsOff<'a>(pub(crate) &'a KernelTransport);
 
 impl Hypercalls for IrqsOff<'_> {
     fn call(&self, func: Func, args: [u64; NR_ARGS]) -> Result<RawResult, TransportError> {

@@ -13,25 +13,11 @@
 //! Reading costs one call per counter and changes nothing.
 
 use core::fmt;
-use kernel::interrupt::local_interrupt_disable;
-use kernel::prelude::*;
 
-use crate::hyp_abi::call::{Func, FEATURE_STATS, NR_ARGS};
-use crate::init::{driver, KernelTransport};
-use crate::logic::engine::Hypercalls;
+use crate::hyp_abi::call::FEATURE_STATS;
+use crate::hyp_probe::IrqsOff;
+use crate::init::driver;
 use crate::logic::hyp_stats::read;
-use crate::logic::mailbox::{RawResult, TransportError};
-
-/// The driver's transport with interrupts off around each call, as the
-/// mailbox's per-CPU slots require (harmless for `HVC`).
-struct IrqsOff<'a>(&'a KernelTransport);
-
-impl Hypercalls for IrqsOff<'_> {
-    fn call(&self, func: Func, args: [u64; NR_ARGS]) -> Result<RawResult, TransportError> {
-        let _irq = local_interrupt_disable();
-        Hypercalls::call(self.0, func, args)
-    }
-}
 
 /// The file's (empty) data.
 pub(crate) static HYP_STATS: () = ();
