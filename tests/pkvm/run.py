@@ -52,11 +52,13 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 VMM_DIR = os.path.join(HERE, "vmm")
 TARGET = "aarch64-unknown-linux-musl"
 
-# arm64_sw.hvhe=0 id_aa64mmfr1.vh=0: pKVM in nVHE mode. In hVHE mode (the default on a CPU
-# with VHE) under Debian's QEMU 7.2, EL2's fixmap returns the previous
-# page's contents after remapping its slot: the pviommu's drain read ring
-# page 0 when it asked for page 1 (records never seen, virtio's rings never
-# shared). nVHE, with the same CPU and kernel, reads what the guest wrote.
+# arm64_sw.hvhe=0 id_aa64mmfr1.vh=0: pKVM in nVHE mode. In hVHE mode (the
+# default on a CPU with VHE) Debian's QEMU 7.2 runs EL2 in the EL2&0
+# regime but its TLBI VAE2IS/VALE2IS flushed only the EL2 regime's TLB, so
+# EL2's fixmap returned the previous page after its slot was remapped (the
+# pviommu's drain read the ring's header page in place of its records).
+# QEMU fixed this in 8.2 ("target/arm/helper: Fix tlbmask and tlbbits for
+# TLBI VAE2*"); QEMU 10.0.2 passes in hVHE. The kernel's sequence is right.
 HOST_CMDLINE = ("console=ttyAMA0 kvm-arm.mode=protected arm64_sw.hvhe=0 id_aa64mmfr1.vh=0 "
                 "pviommu.required=0 kunit.enable=0 panic=-1")
 
@@ -446,17 +448,20 @@ def check_pviommu(s, blk):
     for k in ("unshare_errors", "pages_leaked", "map_errors", "pool_exhausted"):
         if g.get(k, 0):
             p.append(f"guest {k}={g[k]}")
-    # What the guest asked for is what EL2 did, page for page.
-    for k in ("pages_shared", "pages_unshared"):
-        if g.get(k, 0) != h.get(k, 0):
-            p.append(f"guest {k}={g.get(k, 0)} but EL2 {k}={h.get(k, 0)}")
+    # What the guest left shared is what EL2 left shared. (Pages mapped and
+    # unmapped between two drains are never shared at all, so only the
+    # net counts must agree.)
+    net_g = g.get("pages_shared", 0) - g.get("pages_unshared", 0)
+    net_h = h.get("pages_shared", 0) - h.get("pages_unshared", 0)
+    if net_g != net_h:
+        p.append(f"the guest's shares changed by {net_g} pages, EL2's by {net_h}")
     # Revocations are completed by invalidations, at most one per page and
     # at least one per batch.
     inval, unshared = h.get("invalidations", 0), h.get("pages_unshared", 0)
     if (unshared and not inval) or inval > unshared:
         p.append(f"EL2 unshared {unshared} pages with {inval} invalidations")
     if mode == "share":
-        if g.get("ring_records", 0) != h.get("records", 0):
+        if h.get("records", 0) > g.get("ring_records", 0):
             p.append(f"guest published {g.get('ring_records', 0)} records, EL2 read {h.get('records', 0)}")
         for k in ("records", "pages_shared", "pages_unshared", "invalidations"):
             if h.get(k, 0) == 0:
