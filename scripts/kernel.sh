@@ -83,6 +83,11 @@ prepare_debian_tree() {
 		tar -xf "$tarball" -C "$src.tmp" --strip-components=1
 		# Debian's top-level .gitignore ignores everything: add with -f.
 		git -C "$src.tmp" init -q
+		# No automatic gc: committing ~90,000 loose objects would start a
+		# detached gc that holds HEAD.lock (reflog expiry) while the
+		# tree is moved and reset below ("cannot lock ref 'HEAD'").
+		git -C "$src.tmp" config gc.auto 0
+		git -C "$src.tmp" config maintenance.auto false
 		git -C "$src.tmp" add -f -A .
 		git -C "$src.tmp" -c user.name=pviommu -c user.email=pviommu@localhost \
 			commit -q -m "Linux $(linux_version "$src.tmp") (Debian $name)"
