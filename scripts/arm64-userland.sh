@@ -16,7 +16,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 SUITE=bookworm
 PACKAGE=busybox-static
-MIRROR=http://deb.debian.org/debian
+MIRROR=$(debian_mirror)
 
 apt_dir=$PVIOMMU_CACHE/apt-arm64
 out_dir=$PVIOMMU_CACHE/arm64

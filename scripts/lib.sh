@@ -34,3 +34,23 @@ private_apt_opts() {
 		printf '%s\n' -o "$o"
 	done
 }
+
+# debian_mirror: the Debian archive this machine's own apt uses (the first
+# URI of /etc/apt/sources.list{,.d} that is not a security archive), or
+# $PVIOMMU_DEBIAN_MIRROR when set. The private configurations fetch from
+# it, so no archive address is written into the project.
+debian_mirror() {
+	if [ -n "${PVIOMMU_DEBIAN_MIRROR:-}" ]; then
+		echo "$PVIOMMU_DEBIAN_MIRROR"
+		return
+	fi
+	local uri
+	uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+		/etc/apt/sources.list.d/*.sources 2>/dev/null |
+		awk '/^[[:space:]]*#/ { next }
+		     /^deb[[:space:]]/ { for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) { print $i; break } }
+		     /^URIs:/ { for (i = 2; i <= NF; i++) print $i }' |
+		grep -v -e '-security' -e 'security\.' | grep -m1 '/debian/*$' || true)
+	[ -n "$uri" ] || die "no Debian archive in /etc/apt/sources.list{,.d}: set PVIOMMU_DEBIAN_MIRROR to one"
+	echo "${uri%/}"
+}

@@ -19,7 +19,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MIN_MINOR=3
 # Suites that carry linux-source-7.N for Debian 12 machines.
 SUITES=(trixie-backports sid)
-MIRROR=http://deb.debian.org/debian
+MIRROR=$(debian_mirror)
 
 apt_dir=$PVIOMMU_CACHE/apt
 src_dir=$PVIOMMU_CACHE/linux-source
