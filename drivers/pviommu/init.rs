@@ -15,12 +15,12 @@ use crate::discover;
 use crate::ffi::{mem, params, virtio::Callback};
 use crate::hyp_abi::call::{Func, ABI_MAJOR, ABI_MINOR, FEATURE_APPLY};
 use crate::hyp_abi::check::{check_status, VersionInfo};
-use crate::hyp_abi::layout::{RING_HEADER_SIZE, RING_ORDER_MAX, RING_ORDER_MIN};
+use crate::hyp_abi::layout::{PAGE_SIZE, RING_HEADER_SIZE, RING_ORDER_MAX, RING_ORDER_MIN};
 use crate::hyp_abi::ring::{Producer, RingHeader, RingSlot};
 use crate::hyp_abi::tracker::PageTracker;
 use crate::logic::engine::{Config, Engine, Hypercalls};
 use crate::logic::policy::OnRevokeFailure;
-use crate::logic::pool::Pool;
+use crate::logic::pool::{Pool, PoolSize, CHUNK_PAGES, MAX_CHUNKS};
 use crate::logic::probe::Registration;
 use crate::logic::stats::Stats;
 use crate::map_ops::Devices;
@@ -136,15 +136,36 @@ pub(crate) fn bring_up(
     // memory is never freed: the hypervisor may read it until reset.
     let frames = p.max_pfn;
     let records = 1u64 << p.ring_order;
-    let pool_pages = core::cmp::max(1, p.pool_kib / 4);
-    let (Some(table), Some(state), Some(ring), Some(pool_mem), Some(bitmap), Some(orig)) = (
+    let Some(size) = PoolSize::new(p.pool_kib, p.pool_max_kib) else {
+        pr_err!(
+            "{:?}: pviommu.pool_kib={} is more than {} chunks of {} KiB\n",
+            name,
+            p.pool_kib,
+            MAX_CHUNKS,
+            CHUNK_PAGES * 4
+        );
+        return Err(EINVAL);
+    };
+    let capacity = size.capacity();
+    let more_chunks = size.max_chunks - 1;
+    let (
+        Some(table),
+        Some(state),
+        Some(ring),
+        Some(pool_mem),
+        Some(bitmap),
+        Some(orig),
+        Some(more),
+    ) = (
         mem::alloc_contig(frames),
-        mem::alloc_contig(frames * 4),
+        mem::alloc_private(frames * 4),
         mem::alloc_contig(RING_HEADER_SIZE + records * 16),
-        mem::alloc_contig(pool_pages * 4096),
-        mem::alloc_contig(pool_pages.div_ceil(64) * 8),
-        mem::alloc_contig(pool_pages * 8),
-    ) else {
+        mem::alloc_contig(size.chunk_pages * PAGE_SIZE),
+        mem::alloc_contig(capacity.div_ceil(64) * 8),
+        mem::alloc_contig(capacity * 8),
+        mem::alloc_contig(core::cmp::max(1, more_chunks) * 8),
+    )
+    else {
         pr_err!(
             "{:?}: out of memory for the table, ring or bounce pool\n",
             name
@@ -160,12 +181,20 @@ pub(crate) fn bring_up(
             state.as_slice(0, frames as usize),
             ring.as_slice::<RingHeader>(0, 1),
             ring.as_slice::<RingSlot>(RING_HEADER_SIZE as usize, records as usize),
-            bitmap.as_slice(0, pool_pages.div_ceil(64) as usize),
-            orig.as_slice(0, pool_pages as usize),
+            bitmap.as_slice(0, capacity.div_ceil(64) as usize),
+            orig.as_slice(0, capacity as usize),
+            more.as_slice(0, more_chunks as usize),
         )
     };
-    let (Some(table_v), Some(state_v), Some([header]), Some(slots), Some(bitmap_v), Some(orig_v)) =
-        views
+    let (
+        Some(table_v),
+        Some(state_v),
+        Some([header]),
+        Some(slots),
+        Some(bitmap_v),
+        Some(orig_v),
+        Some(more_v),
+    ) = views
     else {
         pr_err!(
             "{:?}: internal error: shared-structure views out of bounds\n",
@@ -175,7 +204,8 @@ pub(crate) fn bring_up(
     };
     let tracker = PageTracker::new(state_v, table_v).map_err(|_| EINVAL)?;
     let producer = Producer::new(header, slots).map_err(|_| EINVAL)?;
-    let pool = Pool::new(pool_mem.phys, bitmap_v, orig_v).ok_or(EINVAL)?;
+    let pool = Pool::growable(pool_mem.phys, size.chunk_pages, more_v, bitmap_v, orig_v)
+        .ok_or(EINVAL)?;
 
     let registration = Registration {
         init: [
@@ -184,7 +214,7 @@ pub(crate) fn bring_up(
             ring.phys,
             u64::from(p.ring_order),
             pool_mem.phys,
-            pool_pages,
+            size.chunk_pages,
         ],
     };
     let init = {
@@ -227,9 +257,19 @@ pub(crate) fn bring_up(
     }) {
         return Err(ENODEV);
     }
+    Stats::inc(&STATS.pool_chunks);
+    // The rest of the initial pool, as the pool grows later: no device
+    // maps yet, and a chunk that cannot be added leaves a smaller pool.
+    if let Some(d) = driver() {
+        for _ in 1..size.initial_chunks {
+            if d.grow_pool().is_err() {
+                break;
+            }
+        }
+    }
     debugfs::register(&STATS);
     pr_info!(
-        "{:?}: ready: ABI {}.{}, {} mode, {} unmap, table {} frames, ring {} records, pool {} KiB, on revoke failure: {}\n",
+        "{:?}: ready: ABI {}.{}, {} mode, {} unmap, table {} frames, ring {} records, pool {} KiB (up to {} KiB), on revoke failure: {}\n",
         name,
         version.major,
         version.minor,
@@ -237,7 +277,8 @@ pub(crate) fn bring_up(
         if p.strict { "strict" } else { "lazy (unsafe against a malicious host)" },
         frames,
         records,
-        pool_pages * 4,
+        STATS.pool_chunks.load(Ordering::Relaxed) * size.chunk_pages * 4,
+        capacity * 4,
         on_revoke_failure.name()
     );
     if !cfg.apply {
@@ -247,6 +288,56 @@ pub(crate) fn bring_up(
         );
     }
     Ok(())
+}
+
+impl Pviommu {
+    /// Adds a chunk to the bounce pool, below its maximum. Process
+    /// context: the chunk is allocated with `GFP_KERNEL`.
+    pub(crate) fn grow_pool(&self) -> Result {
+        let pool = self.engine.pool();
+        if pool.chunks() >= pool.max_chunks() {
+            return Ok(());
+        }
+        let kib = pool.chunk_slots() * PAGE_SIZE / 1024;
+        let Some(chunk) = mem::alloc_contig(pool.chunk_slots() * PAGE_SIZE) else {
+            Stats::inc(&STATS.pool_grow_failed);
+            pr_warn!("bounce pool: no memory for another {} KiB chunk\n", kib);
+            return Err(ENOMEM);
+        };
+        let grown = {
+            let _irq = local_interrupt_disable();
+            self.engine.grow_pool(chunk.phys)
+        };
+        match grown {
+            Ok(()) => {
+                pr_info!(
+                    "bounce pool: grown to {} KiB ({} chunks, at most {})\n",
+                    pool.chunks() * kib,
+                    pool.chunks(),
+                    pool.max_chunks()
+                );
+                Ok(())
+            }
+            Err(e) => {
+                // The chunk may be partly shared: it is never reused.
+                pr_err!(
+                    "bounce pool: a {} KiB chunk could not be added ({:?}); it stays out of use\n",
+                    kib,
+                    e
+                );
+                Err(EIO)
+            }
+        }
+    }
+}
+
+/// Called by the pool's work item (`pviommu_initcall.c`), in process
+/// context, when a mapping found the bounce pool low or full.
+#[no_mangle]
+extern "C" fn pviommu_rust_grow_pool() {
+    if let Some(d) = driver() {
+        let _ = d.grow_pool();
+    }
 }
 
 /// Called by the stop work item (`pviommu_initcall.c`), in process

@@ -22,7 +22,7 @@ use kernel::time::{Instant, Monotonic};
 use kernel::uaccess::UserSliceReader;
 
 use crate::ffi::mem::phys_of_kvec;
-use crate::ffi::virtio_map::{Direction, MapOps};
+use crate::ffi::virtio_map::{Direction, MapOps, Requester};
 use crate::init::Pviommu;
 
 /// The last run's results.
@@ -110,7 +110,7 @@ pub(crate) fn run(r: &&'static Results, input: &mut UserSliceReader) -> Result {
     let (mut map_ns, mut unmap_ns, mut failures) = (0u64, 0u64, 0u64);
     for _ in 0..iterations {
         let t = Instant::<Monotonic>::now();
-        let dma = ops.map(phys, bytes as u64, Direction::Bidirectional, true, u64::MAX);
+        let dma = ops.map(phys, bytes as u64, Direction::Bidirectional, true, &Requester::ANY);
         map_ns += t.elapsed().as_nanos() as u64;
         let Some(dma) = dma else {
             failures += 1;

@@ -13,7 +13,7 @@ use kernel::prelude::*;
 use kernel::sync::SetOnce;
 
 use crate::ffi::virtio::{Access, MemAccess, VirtioDevice};
-use crate::ffi::virtio_map::{CoherentSource, Direction, Keep, MapOps, Release};
+use crate::ffi::virtio_map::{CoherentSource, Direction, Keep, MapOps, Release, Requester};
 use crate::init::{required, Pviommu};
 use crate::logic::engine::DmaError;
 use crate::logic::policy::{Dir, Mode, OnRevokeFailure};
@@ -90,6 +90,32 @@ fn report(what: &str, e: DmaError) {
     }
 }
 
+/// Reports a failed mapping with the device it was for: the first ten,
+/// then one in 1024 with the running total, since a full pool fails
+/// every retry of a device until the pool has grown.
+fn report_map(dev: &Requester<'_>, size: u64, e: DmaError) {
+    static FAILED: AtomicU32 = AtomicU32::new(0);
+    let n = FAILED.fetch_add(1, Ordering::Relaxed) + 1;
+    if n > 10 && n % 1024 != 0 {
+        return;
+    }
+    match dev.name {
+        Some(name) => pr_err!(
+            "{}: mapping {} bytes failed: {:?} ({} failures so far; see /sys/kernel/debug/pviommu/)\n",
+            name.to_str().unwrap_or("?"),
+            size,
+            e,
+            n
+        ),
+        None => pr_err!(
+            "mapping {} bytes failed: {:?} ({} failures so far; see /sys/kernel/debug/pviommu/)\n",
+            size,
+            e,
+            n
+        ),
+    }
+}
+
 fn dir(d: Direction) -> Dir {
     match d {
         Direction::ToDevice => Dir::ToDevice,
@@ -107,6 +133,9 @@ impl Pviommu {
         drop(irq);
         if self.engine.is_broken() {
             self.contain();
+        }
+        if self.engine.take_grow_request() {
+            crate::ffi::platform::schedule_grow();
         }
         r
     }
@@ -134,11 +163,18 @@ impl MapOps for Pviommu {
         crate::init::driver()
     }
 
-    fn map(&self, phys: u64, size: u64, d: Direction, cpu_sync: bool, limit: u64) -> Option<u64> {
+    fn map(
+        &self,
+        phys: u64,
+        size: u64,
+        d: Direction,
+        cpu_sync: bool,
+        dev: &Requester<'_>,
+    ) -> Option<u64> {
         self.run(|p| {
             p.engine
-                .map_within(phys, size, dir(d), cpu_sync, limit)
-                .inspect_err(|e| report("map", *e))
+                .map_within(phys, size, dir(d), cpu_sync, dev.limit)
+                .inspect_err(|e| report_map(dev, size, *e))
                 .ok()
         })
     }
@@ -171,16 +207,16 @@ impl MapOps for Pviommu {
         self.engine.max_mapping_size()
     }
 
-    fn coherent_source(&self, bytes: u64) -> CoherentSource {
+    fn coherent_source(&self, bytes: u64, dev: &Requester<'_>) -> CoherentSource {
         if self.engine.config().mode != Mode::Bounce {
             return CoherentSource::Pages;
         }
         // Bounce mode: coherent memory comes from the shared pool, like a
         // restricted-dma-pool.
-        match self.run(|p| p.engine.coherent_from_pool(bytes)) {
-            Some(phys) => CoherentSource::Own(phys),
-            None => {
-                report("alloc", DmaError::PoolFull);
+        match self.run(|p| p.engine.coherent_from_pool(bytes, dev.coherent_limit)) {
+            Ok(phys) => CoherentSource::Own(phys),
+            Err(e) => {
+                report_map(dev, bytes, e);
                 CoherentSource::Fail
             }
         }

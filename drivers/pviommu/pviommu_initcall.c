@@ -48,6 +48,13 @@ module_param_named(bounce_threshold, pviommu_param_bounce_threshold, uint, 0444)
 unsigned int pviommu_param_pool_kib = 4096;
 module_param_named(pool_kib, pviommu_param_pool_kib, uint, 0444);
 
+/*
+ * Size the bounce pool may grow to, in KiB, one chunk (1 MiB, or the
+ * whole initial pool if smaller) at a time, when it runs low.
+ */
+unsigned int pviommu_param_pool_max_kib = 65536;
+module_param_named(pool_max_kib, pviommu_param_pool_max_kib, uint, 0444);
+
 /* log2 of the number of ring records. */
 unsigned int pviommu_param_ring_order = 12;
 module_param_named(ring_order, pviommu_param_ring_order, uint, 0444);
@@ -96,6 +103,24 @@ static DECLARE_WORK(pviommu_stop_work, pviommu_stop_work_fn);
 void pviommu_schedule_stop(void)
 {
 	schedule_work(&pviommu_stop_work);
+}
+
+/*
+ * Growing the bounce pool allocates a chunk with GFP_KERNEL and shares
+ * it with a hypercall; mappings run in any context, so they only ask,
+ * and a mapping that found the pool full fails (its caller retries).
+ */
+static void pviommu_grow_work_fn(struct work_struct *work)
+{
+	pviommu_rust_grow_pool();
+}
+
+static DECLARE_WORK(pviommu_grow_work, pviommu_grow_work_fn);
+
+/* Safe in any context; a pending work item is not queued twice. */
+void pviommu_schedule_grow(void)
+{
+	schedule_work(&pviommu_grow_work);
 }
 
 static int __init pviommu_initcall(void)

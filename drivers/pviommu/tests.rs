@@ -213,6 +213,25 @@ mod engine {
     }
 
     #[test]
+    fn full_pool_grows() {
+        assert_eq!(
+            failures(stringify!(full_pool_grows), selftest::full_pool_grows),
+            0
+        );
+    }
+
+    #[test]
+    fn coherent_mask_is_honoured() {
+        assert_eq!(
+            failures(
+                stringify!(coherent_mask_is_honoured),
+                selftest::coherent_mask_is_honoured
+            ),
+            0
+        );
+    }
+
+    #[test]
     fn every_case_is_run_here() {
         let here = [
             "map_is_exit_free",
@@ -230,6 +249,8 @@ mod engine {
             "busy_is_retried",
             "sync_mode_follows_partial_progress",
             "pool_exhaustion_is_an_error",
+            "full_pool_grows",
+            "coherent_mask_is_honoured",
         ];
         for (name, _) in selftest::CASES {
             assert!(here.contains(name));

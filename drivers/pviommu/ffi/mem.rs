@@ -4,19 +4,49 @@
 //! pool) and private bookkeeping, as `'static` slices of atomics, plus the
 //! physical-address copies of the bounce path.
 
+use kernel::alloc::{flags::GFP_KERNEL, VVec};
 use kernel::bindings;
 use kernel::ffi::c_void;
 
 use crate::hyp_abi::layout::PAGE_SIZE;
 use crate::logic::engine::Copier;
 
+/// Zeroed memory that is never freed.
+pub(crate) struct Area {
+    virt: *mut c_void,
+    /// Size in bytes (a multiple of the page size).
+    bytes: usize,
+}
+
 /// Physically contiguous, zeroed memory that is never freed.
 pub(crate) struct Contig {
-    virt: *mut c_void,
+    area: Area,
     /// Guest-physical address.
     pub(crate) phys: u64,
-    /// Size in bytes (a multiple of the page size).
-    pub(crate) bytes: usize,
+}
+
+impl core::ops::Deref for Contig {
+    type Target = Area;
+
+    fn deref(&self) -> &Area {
+        &self.area
+    }
+}
+
+/// Allocates `bytes` (rounded up to pages) of zeroed, virtually contiguous
+/// memory, for bookkeeping the hypervisor never reads: no physically
+/// contiguous run is needed, so its size is not bounded by the page
+/// allocator's largest order (the table's per-frame state of a guest
+/// above 4 GiB).
+pub(crate) fn alloc_private(bytes: u64) -> Option<Area> {
+    let bytes = usize::try_from(bytes.div_ceil(PAGE_SIZE) * PAGE_SIZE).ok()?;
+    // vmalloc memory of whole pages is page aligned. Taking the raw parts
+    // leaks the vector: the area is never freed.
+    let (virt, _, _) = VVec::<u8>::zeroed(bytes, GFP_KERNEL).ok()?.into_raw_parts();
+    Some(Area {
+        virt: virt.cast(),
+        bytes,
+    })
 }
 
 /// Allocates `bytes` (rounded up to pages) of zeroed contiguous memory.
@@ -34,10 +64,13 @@ pub(crate) fn alloc_contig(bytes: u64) -> Option<Contig> {
     }
     // SAFETY: `virt` is a direct-map address returned by the allocator.
     let phys = unsafe { bindings::virt_to_phys(virt) };
-    Some(Contig { virt, phys, bytes })
+    Some(Contig {
+        area: Area { virt, bytes },
+        phys,
+    })
 }
 
-impl Contig {
+impl Area {
     /// The memory as a slice of `T` (an atomic type), leaked for `'static`.
     ///
     /// # Safety
@@ -53,7 +86,8 @@ impl Contig {
         }
         // SAFETY: in bounds (checked above), aligned (page-aligned base and
         // the offset check), zero-initialised memory valid for `T` (caller),
-        // and never freed, so `'static` holds.
+        // and never freed, so `'static` holds. Both allocators return
+        // page-aligned memory for page multiples.
         Some(unsafe {
             core::slice::from_raw_parts(self.virt.cast::<u8>().add(offset).cast::<T>(), len)
         })

@@ -16,6 +16,7 @@ extern "C" {
     static pviommu_param_lazy_max_pages: c_uint;
     static pviommu_param_bounce_threshold: c_uint;
     static pviommu_param_pool_kib: c_uint;
+    static pviommu_param_pool_max_kib: c_uint;
     static pviommu_param_ring_order: c_uint;
     static pviommu_param_timeout_ms: c_uint;
     static pviommu_param_required: bool;
@@ -34,6 +35,8 @@ pub(crate) struct Params {
     pub(crate) lazy_max_pages: u64,
     pub(crate) bounce_threshold: u64,
     pub(crate) pool_kib: u64,
+    /// `pviommu.pool_max_kib`: how far the pool may grow.
+    pub(crate) pool_max_kib: u64,
     pub(crate) ring_order: u32,
     /// How long a mailbox call may take; an `HVC` (arm64) cannot time
     /// out: the vCPU runs again only once the hypervisor answered.
@@ -76,6 +79,7 @@ pub(crate) fn read() -> Params {
             lazy_max_pages: pviommu_param_lazy_max_pages.into(),
             bounce_threshold: pviommu_param_bounce_threshold.into(),
             pool_kib: pviommu_param_pool_kib.into(),
+            pool_max_kib: pviommu_param_pool_max_kib.into(),
             ring_order: pviommu_param_ring_order,
             timeout_ms: pviommu_param_timeout_ms.into(),
             required: pviommu_param_required,

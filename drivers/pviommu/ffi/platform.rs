@@ -16,6 +16,7 @@ pub(crate) fn panic(reason: &CStr) -> ! {
 
 extern "C" {
     fn pviommu_schedule_stop();
+    fn pviommu_schedule_grow();
 }
 
 /// Asks a work item (`pviommu_initcall.c`) to call
@@ -24,4 +25,12 @@ extern "C" {
 pub(crate) fn schedule_stop() {
     // SAFETY: schedule_work() on a static work item; any context.
     unsafe { pviommu_schedule_stop() }
+}
+
+/// Asks a work item (`pviommu_initcall.c`) to call
+/// `pviommu_rust_grow_pool()` in process context. Safe in any context,
+/// hard IRQ included.
+pub(crate) fn schedule_grow() {
+    // SAFETY: schedule_work() on a static work item; any context.
+    unsafe { pviommu_schedule_grow() }
 }

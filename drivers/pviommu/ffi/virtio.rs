@@ -13,7 +13,7 @@ use core::marker::PhantomData;
 use kernel::bindings;
 use kernel::str::CStrExt;
 
-use super::virtio_map::{CoherentSource, Direction, Keep, MapOps, Release, VTable};
+use super::virtio_map::{CoherentSource, Direction, Keep, MapOps, Release, Requester, VTable};
 
 /// A virtio device, with a reference held on it.
 ///
@@ -147,7 +147,7 @@ impl MapOps for Refuse {
     fn get() -> Option<&'static Self> {
         None
     }
-    fn map(&self, _: u64, _: u64, _: Direction, _: bool, _: u64) -> Option<u64> {
+    fn map(&self, _: u64, _: u64, _: Direction, _: bool, _: &Requester<'_>) -> Option<u64> {
         None
     }
     fn unmap(&self, _: u64, _: u64, _: Direction, _: bool) {}
@@ -160,7 +160,7 @@ impl MapOps for Refuse {
     fn max_mapping_size(&self) -> u64 {
         0
     }
-    fn coherent_source(&self, _: u64) -> CoherentSource {
+    fn coherent_source(&self, _: u64, _: &Requester<'_>) -> CoherentSource {
         CoherentSource::Fail
     }
     fn share_coherent(&self, _: u64, _: u64) -> Result<(), Keep> {

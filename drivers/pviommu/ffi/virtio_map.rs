@@ -8,9 +8,24 @@
 //! their raw arguments into plain values once and call `T`. Nothing here
 //! knows what `T` does with them.
 
+use core::ffi::CStr;
 use core::marker::PhantomData;
 use kernel::bindings;
 use kernel::ffi::{c_int, c_ulong, c_void};
+use kernel::str::CStrExt;
+
+extern "C" {
+    /// `pviommu_dma.c`: zeroed pages that `dev`'s coherent mask reaches
+    /// (null if none can be had), their physical address in `phys`.
+    // `struct device *`, passed as `void *`: bindgen's `device` holds a
+    // zero-sized field rustc does not accept in a foreign signature.
+    fn pviommu_coherent_pages(
+        dev: *mut c_void,
+        size: usize,
+        gfp: bindings::gfp_t,
+        phys: *mut bindings::phys_addr_t,
+    ) -> *mut c_void;
+}
 
 /// `DMA_MAPPING_ERROR`, `(~(dma_addr_t)0)` in `<linux/dma-mapping.h>`
 /// (a cast bindgen cannot evaluate).
@@ -44,6 +59,26 @@ impl Direction {
     }
 }
 
+/// The device a mapping is for.
+pub(crate) struct Requester<'a> {
+    /// The highest DMA address it reaches (its streaming DMA mask).
+    pub(crate) limit: u64,
+    /// The highest DMA address of coherent memory it reaches (its
+    /// coherent DMA mask).
+    pub(crate) coherent_limit: u64,
+    /// Its name (the transport's device, e.g. a PCI address), if known.
+    pub(crate) name: Option<&'a CStr>,
+}
+
+impl Requester<'static> {
+    /// A device that reaches every address and has no name.
+    pub(crate) const ANY: Self = Requester {
+        limit: u64::MAX,
+        coherent_limit: u64::MAX,
+        name: None,
+    };
+}
+
 /// What the mapping layer does for the devices it is installed on.
 ///
 /// Every method may be called from any context, hard IRQ included, on
@@ -52,10 +87,16 @@ pub(crate) trait MapOps: Sync + 'static {
     /// The instance the callbacks use; `None` refuses every mapping.
     fn get() -> Option<&'static Self>;
 
-    /// Maps `[phys, phys + size)` for a device that reaches addresses up
-    /// to `limit` (its DMA mask); returns the device address. `cpu_sync`
-    /// is false for `DMA_ATTR_SKIP_CPU_SYNC`.
-    fn map(&self, phys: u64, size: u64, dir: Direction, cpu_sync: bool, limit: u64) -> Option<u64>;
+    /// Maps `[phys, phys + size)` for device `dev`; returns the device
+    /// address. `cpu_sync` is false for `DMA_ATTR_SKIP_CPU_SYNC`.
+    fn map(
+        &self,
+        phys: u64,
+        size: u64,
+        dir: Direction,
+        cpu_sync: bool,
+        dev: &Requester<'_>,
+    ) -> Option<u64>;
 
     /// Unmaps a mapping; the revocation may wait for [`MapOps::flush`].
     fn unmap(&self, dma: u64, size: u64, dir: Direction, cpu_sync: bool);
@@ -76,8 +117,9 @@ pub(crate) trait MapOps: Sync + 'static {
     /// Largest size one mapping may have.
     fn max_mapping_size(&self) -> u64;
 
-    /// Where coherent memory of `bytes` (whole pages) comes from.
-    fn coherent_source(&self, bytes: u64) -> CoherentSource;
+    /// Where coherent memory of `bytes` (whole pages) for device `dev`
+    /// comes from.
+    fn coherent_source(&self, bytes: u64, dev: &Requester<'_>) -> CoherentSource;
 
     /// Gives the device access to freshly allocated, zeroed pages.
     fn share_coherent(&self, phys: u64, bytes: u64) -> Result<(), Keep>;
@@ -92,7 +134,8 @@ pub(crate) enum CoherentSource {
     /// Memory the implementation hands out itself (already shared and
     /// zeroed), at this physical address.
     Own(u64),
-    /// Pages from the page allocator, to be shared with `share_coherent`.
+    /// Pages from the page allocator below the device's coherent mask,
+    /// to be shared with `share_coherent`.
     Pages,
     /// None can be had.
     Fail,
@@ -153,9 +196,10 @@ impl<T: MapOps> VTable<T> {
         // SAFETY: the virtio core passes a valid page.
         let phys = unsafe { bindings::page_to_phys(page) } + offset as u64;
         // SAFETY: virtio_ring passes the `dma_dev` member of the union (a
-        // transport that uses `virtio_map_ops`, like ours, sets no other).
-        let limit = unsafe { dma_limit(map.dma_dev) };
-        ops.map(phys, size as u64, dir, cpu_sync(attrs), limit)
+        // transport that uses `virtio_map_ops`, like ours, sets no other),
+        // which is valid for the call.
+        let dev = unsafe { requester(map.dma_dev) };
+        ops.map(phys, size as u64, dir, cpu_sync(attrs), &dev)
             .unwrap_or(DMA_MAPPING_ERROR)
     }
 
@@ -258,7 +302,7 @@ impl<T: MapOps> VTable<T> {
     ///
     /// Called only by the virtio core, with a valid `handle`.
     unsafe extern "C" fn alloc(
-        _map: bindings::virtio_map,
+        map: bindings::virtio_map,
         size: usize,
         handle: *mut bindings::dma_addr_t,
         gfp: bindings::gfp_t,
@@ -267,19 +311,22 @@ impl<T: MapOps> VTable<T> {
             return core::ptr::null_mut();
         };
         let bytes = (size as u64).div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        let phys = match ops.coherent_source(bytes) {
+        // SAFETY: virtio_ring passes the `dma_dev` member of the union,
+        // which is valid for the call (see `map_page`).
+        let dev = unsafe { requester(map.dma_dev) };
+        let phys = match ops.coherent_source(bytes, &dev) {
             CoherentSource::Own(phys) => phys,
             CoherentSource::Fail => return core::ptr::null_mut(),
             CoherentSource::Pages => {
-                // SAFETY: a page allocation with the caller's flags.
+                let mut phys: bindings::phys_addr_t = 0;
+                // SAFETY: `dev` is null or valid for the call; a page
+                // allocation with the caller's flags, below its mask.
                 let virt = unsafe {
-                    bindings::alloc_pages_exact_noprof(bytes as usize, gfp | bindings::__GFP_ZERO)
+                    pviommu_coherent_pages(map.dma_dev.cast(), bytes as usize, gfp, &mut phys)
                 };
                 if virt.is_null() {
                     return core::ptr::null_mut();
                 }
-                // SAFETY: `virt` is a direct-map address from the allocator.
-                let phys = unsafe { bindings::virt_to_phys(virt) };
                 match ops.share_coherent(phys, bytes) {
                     Ok(()) => phys,
                     Err(Keep::Free) => {
@@ -324,24 +371,35 @@ impl<T: MapOps> VTable<T> {
     }
 }
 
-/// The highest DMA address `dev` reaches: its streaming DMA mask, or no
-/// limit when it has none (a device without a mask uses none).
+/// `dev` as a requester: the highest DMA address it reaches (its
+/// streaming DMA mask, or no limit when it has none, as a device without
+/// a mask uses none) and its name.
 ///
 /// # Safety
 ///
-/// `dev` must be null or a valid device.
-unsafe fn dma_limit(dev: *mut bindings::device) -> u64 {
+/// `dev` must be null or a valid device for `'a`.
+unsafe fn requester<'a>(dev: *mut bindings::device) -> Requester<'a> {
     if dev.is_null() {
-        return u64::MAX;
+        return Requester::ANY;
     }
     // SAFETY: `dev` is valid (caller); `dma_mask` is null or points to the
-    // mask, which lives as long as the device.
-    let mask = unsafe { (*dev).dma_mask };
-    if mask.is_null() {
-        return u64::MAX;
+    // mask, and `dev_name()` is null or the device's NUL-terminated name,
+    // both living as long as the device.
+    let (mask, coherent, name) = unsafe {
+        (
+            (*dev).dma_mask,
+            (*dev).coherent_dma_mask,
+            bindings::dev_name(dev),
+        )
+    };
+    Requester {
+        // SAFETY: non-null, see above.
+        limit: if mask.is_null() { u64::MAX } else { unsafe { *mask } },
+        // An unset coherent mask (0) is treated like an absent `dma_mask`.
+        coherent_limit: if coherent == 0 { u64::MAX } else { coherent },
+        // SAFETY: non-null, see above.
+        name: (!name.is_null()).then(|| unsafe { CStr::from_char_ptr(name) }),
     }
-    // SAFETY: non-null, see above.
-    unsafe { *mask }
 }
 
 /// Whether the CPU copies of a bounced buffer are wanted.

@@ -157,6 +157,9 @@ pub struct Engine<'a, H: Hypercalls, C: Copier> {
     cleared: AtomicU64,
     /// The value of `cleared` that the last successful flush covered.
     covered: AtomicU64,
+    /// The pool is full or nearly so and may grow: the driver adds a
+    /// chunk from process context ([`Engine::take_grow_request`]).
+    grow_wanted: AtomicBool,
 }
 
 impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
@@ -181,6 +184,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
             broken: AtomicBool::new(false),
             cleared: AtomicU64::new(0),
             covered: AtomicU64::new(0),
+            grow_wanted: AtomicBool::new(false),
         }
     }
 
@@ -205,10 +209,89 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
     }
 
     /// Largest buffer one mapping may cover: a bounced buffer must fit in
-    /// the pool, and a mapping of one segment never needs more than an
-    /// eighth of it, which keeps several I/Os in flight.
+    /// one chunk of the pool, and a mapping of one segment never needs
+    /// more than half a chunk or an eighth of the whole pool, which keeps
+    /// several I/Os in flight. Fixed for the engine's life: the virtio
+    /// core reads it once per device.
     pub fn max_mapping_size(&self) -> u64 {
-        core::cmp::max(PAGE_SIZE, self.pool.slots() / 8 * PAGE_SIZE)
+        let pages = core::cmp::min(self.pool.chunk_slots() / 2, self.pool.capacity() / 8);
+        core::cmp::max(PAGE_SIZE, pages * PAGE_SIZE)
+    }
+
+    /// Whether the pool asked to grow since the last call (a full pool,
+    /// or three quarters of it in use, below its maximum size). The
+    /// driver then adds a chunk with [`Engine::grow_pool`] from process
+    /// context; a mapping that found the pool full has already failed
+    /// with `PoolFull`, which its caller retries.
+    pub fn take_grow_request(&self) -> bool {
+        self.grow_wanted.load(Ordering::Relaxed) && self.grow_wanted.swap(false, Ordering::Relaxed)
+    }
+
+    /// Notes the pool's fill after an allocation (`got` pages, none if it
+    /// failed) and asks for growth when it runs low.
+    fn pool_pressure(&self, got: Option<u64>) {
+        let used = match got {
+            Some(pages) => {
+                let used = self
+                    .stats
+                    .pool_pages_used
+                    .fetch_add(pages, Ordering::Relaxed)
+                    + pages;
+                self.stats
+                    .pool_high_water
+                    .fetch_max(used, Ordering::Relaxed);
+                used
+            }
+            None => {
+                Stats::inc(&self.stats.pool_exhausted);
+                u64::MAX
+            }
+        };
+        let live = self.pool.slots();
+        if live < self.pool.capacity() && used.saturating_mul(4) > live * 3 {
+            self.grow_wanted.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds the chunk of [`Pool::chunk_slots`] pages at `phys` (zeroed
+    /// memory the caller gives up for good) to the pool: `SHARE`s it with
+    /// the host, read-write, then makes it live. On error the chunk may
+    /// be partly shared: the caller must never reuse it.
+    pub fn grow_pool(&self, phys: u64) -> Result<(), DmaError> {
+        let pages = self.pool.chunk_slots();
+        let result = self.grow_inner(phys, pages);
+        match result {
+            Ok(()) => {
+                Stats::add(&self.stats.pool_grow_pages, pages);
+                Stats::inc(&self.stats.pool_chunks);
+            }
+            Err(_) => Stats::inc(&self.stats.pool_grow_failed),
+        }
+        result
+    }
+
+    fn grow_inner(&self, phys: u64, pages: u64) -> Result<(), DmaError> {
+        if self.is_broken() {
+            return Err(DmaError::Broken);
+        }
+        if self.pool.chunks() >= self.pool.max_chunks() {
+            return Err(DmaError::PoolFull);
+        }
+        let (gfn, nr) = frames(phys, pages * PAGE_SIZE)?;
+        self.direct(
+            Func::Share,
+            gfn,
+            nr,
+            Perm::ReadWrite.bits().into(),
+            &self.stats.hcall_pool_share,
+        )?;
+        // Only a concurrent grower (the driver has one) or a full pool
+        // refuse; the chunk then stays shared and unused, never reused.
+        if self.pool.grow(phys) {
+            Ok(())
+        } else {
+            Err(DmaError::PoolFull)
+        }
     }
 
     /// Maps `[phys, phys + size)` for a device; returns the DMA address.
@@ -235,10 +318,6 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         let result = self.map_inner(phys, size, dir, limit);
         match result {
             Ok(_) => Stats::inc(&self.stats.maps),
-            Err(DmaError::PoolFull) => {
-                Stats::inc(&self.stats.pool_exhausted);
-                Stats::inc(&self.stats.map_errors);
-            }
             Err(_) => Stats::inc(&self.stats.map_errors),
         }
         result
@@ -393,16 +472,21 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
     }
 
     /// Coherent memory from the bounce pool (bounce mode, like a
-    /// restricted-dma-pool): zeroed, already shared. `None` when full.
-    pub fn coherent_from_pool(&self, bytes: u64) -> Option<u64> {
-        let Some(slots) = self.pool.alloc(bytes.div_ceil(PAGE_SIZE), 0) else {
-            Stats::inc(&self.stats.pool_exhausted);
-            return None;
-        };
+    /// restricted-dma-pool) for a device whose coherent mask reaches
+    /// `limit`: zeroed, already shared. `PoolFull` when full, `Invalid`
+    /// when the slots found lie above `limit`.
+    pub fn coherent_from_pool(&self, bytes: u64, limit: u64) -> Result<u64, DmaError> {
+        let slots = self.pool.alloc(bytes.div_ceil(PAGE_SIZE), 0);
+        self.pool_pressure(slots.map(|s| s.pages));
+        let slots = slots.ok_or(DmaError::PoolFull)?;
         let phys = self.pool.slot_phys(slots.first);
+        if phys + (bytes - 1) > limit {
+            self.free_slots(slots);
+            Stats::inc(&self.stats.unreachable);
+            return Err(DmaError::Invalid);
+        }
         self.copier.zero(phys, bytes);
-        Stats::add(&self.stats.pool_pages_used, slots.pages);
-        Some(phys)
+        Ok(phys)
     }
 
     /// Gives coherent memory back to the pool; false if it is not pool
@@ -695,9 +779,9 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
     fn bounce_map(&self, phys: u64, size: u64) -> Result<u64, DmaError> {
         let offset = phys % PAGE_SIZE;
         let pages = pages_spanned(offset, size);
-        let slots = self.pool.alloc(pages, phys).ok_or(DmaError::PoolFull)?;
-        let dma = self.pool.slot_phys(slots.first) + offset;
-        Stats::add(&self.stats.pool_pages_used, pages);
+        let slots = self.pool.alloc(pages, phys);
+        self.pool_pressure(slots.map(|s| s.pages));
+        let dma = self.pool.slot_phys(slots.ok_or(DmaError::PoolFull)?.first) + offset;
         Stats::inc(&self.stats.bounced);
         self.copy(dma, phys, size);
         Ok(dma)

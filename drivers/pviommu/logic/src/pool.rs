@@ -1,14 +1,23 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The bounce pool: a physically contiguous area shared with the host once
-//! at initialisation, carved into page-sized slots.
+//! The bounce pool: page-sized slots in chunks of guest memory shared
+//! with the host. The first chunk is the pool registered at `INIT`; more
+//! are shared with `SHARE` while the guest runs (`Engine::grow_pool`), up
+//! to a number fixed at initialisation, so that one device's long-lived
+//! buffers (a network card's receive ring) cannot starve the others.
+//!
+//! Slots are numbered across chunks: slot `s` is page `s % chunk_slots` of
+//! chunk `s / chunk_slots`. Chunks are not adjacent in guest-physical
+//! memory, so an allocation never spans two.
 //!
 //! Allocation is lock-free: a bitmap of `AtomicU64` words, where a run of
 //! slots is claimed word by word with compare-and-swap and rolled back if
 //! another CPU got there first. Any CPU in any context (hard IRQ included)
-//! may allocate and free; nothing sleeps and no lock is shared.
+//! may allocate and free; nothing sleeps and no lock is shared. Growing
+//! publishes a chunk's base before the chunk count that makes it live.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::num::NonZeroU64;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::abi::layout::PAGE_SIZE;
 
@@ -17,8 +26,17 @@ const NO_ORIG: u64 = u64::MAX;
 
 /// A bounce pool over caller-provided bookkeeping arrays.
 pub struct Pool<'a> {
-    base: u64,
-    slots: u64,
+    /// Slots per chunk.
+    chunk_slots: u64,
+    /// Physical address of chunk 0.
+    first: u64,
+    /// Physical addresses of chunks 1, 2, ...: an entry is valid once
+    /// `chunks` counts its chunk.
+    more: &'a [AtomicU64],
+    /// Live chunks (at least 1).
+    chunks: AtomicU64,
+    /// Held while a chunk is added: one grower at a time.
+    growing: AtomicBool,
     bitmap: &'a [AtomicU64],
     /// For each slot of a live allocation: the physical address of the
     /// original buffer's page it stands for, so that unmap and partial
@@ -26,6 +44,53 @@ pub struct Pool<'a> {
     orig: &'a [AtomicU64],
     /// Where the next search starts, to spread CPUs over the pool.
     hint: AtomicU64,
+}
+
+/// Pages per chunk of a growable pool: 1 MiB, an order-8 allocation, which
+/// a guest whose memory is fragmented can still find.
+pub const CHUNK_PAGES: u64 = 256;
+
+/// The most chunks a pool may have, so that finding the chunk of a
+/// bounce address (every unmap does) stays a short scan.
+pub const MAX_CHUNKS: u64 = 64;
+
+/// How a pool is laid out, from the boot parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSize {
+    /// Pages per chunk.
+    pub chunk_pages: u64,
+    /// Chunks shared at initialisation (the first at `INIT`).
+    pub initial_chunks: u64,
+    /// Chunks the pool may grow to.
+    pub max_chunks: u64,
+}
+
+impl PoolSize {
+    /// The layout for `pviommu.pool_kib` and `pviommu.pool_max_kib`:
+    /// chunks of [`CHUNK_PAGES`] (or one chunk of the whole initial pool,
+    /// if smaller), the initial size rounded up to whole chunks, and a
+    /// maximum below the initial size taken as "never grow". `None` when
+    /// the initial pool needs more than [`MAX_CHUNKS`] chunks.
+    pub fn new(pool_kib: u64, pool_max_kib: u64) -> Option<Self> {
+        let pages = core::cmp::max(1, pool_kib / 4);
+        let chunk_pages = core::cmp::min(CHUNK_PAGES, pages);
+        let initial_chunks = pages.div_ceil(chunk_pages);
+        if initial_chunks > MAX_CHUNKS {
+            return None;
+        }
+        let wanted = (pool_max_kib / 4) / chunk_pages;
+        let max_chunks = wanted.clamp(initial_chunks, MAX_CHUNKS);
+        Some(PoolSize {
+            chunk_pages,
+            initial_chunks,
+            max_chunks,
+        })
+    }
+
+    /// Page slots of the pool at its maximum.
+    pub fn capacity(&self) -> u64 {
+        self.chunk_pages * self.max_chunks
+    }
 }
 
 /// One allocation: `pages` slots from slot `first`.
@@ -38,79 +103,197 @@ pub struct Slots {
 }
 
 impl<'a> Pool<'a> {
-    /// Builds a pool of `orig.len()` page slots at physical `base`.
+    /// Builds a pool of one chunk of `orig.len()` page slots at physical
+    /// `base`, which never grows.
     ///
     /// `bitmap` needs one bit per slot; every word must start at zero.
     pub fn new(base: u64, bitmap: &'a [AtomicU64], orig: &'a [AtomicU64]) -> Option<Self> {
-        let slots = orig.len() as u64;
-        if base % PAGE_SIZE != 0 || (bitmap.len() as u64) * 64 < slots {
+        Self::growable(base, orig.len() as u64, &[], bitmap, orig)
+    }
+
+    /// Builds a pool whose first chunk of `chunk_slots` page slots is at
+    /// physical `base`, and which may grow by one chunk per entry of
+    /// `more` ([`Pool::grow`]).
+    ///
+    /// `orig` needs one entry and `bitmap` one bit per slot of every
+    /// chunk the pool may have; every bitmap word must start at zero.
+    pub fn growable(
+        base: u64,
+        chunk_slots: u64,
+        more: &'a [AtomicU64],
+        bitmap: &'a [AtomicU64],
+        orig: &'a [AtomicU64],
+    ) -> Option<Self> {
+        let capacity = chunk_slots.checked_mul(more.len() as u64 + 1)?;
+        if base % PAGE_SIZE != 0
+            || chunk_slots == 0
+            || (orig.len() as u64) < capacity
+            || (bitmap.len() as u64).checked_mul(64)? < capacity
+        {
             return None;
         }
         for o in orig {
             o.store(NO_ORIG, Ordering::Relaxed);
         }
         Some(Pool {
-            base,
-            slots,
+            chunk_slots,
+            first: base,
+            more,
+            chunks: AtomicU64::new(1),
+            growing: AtomicBool::new(false),
             bitmap,
             orig,
             hint: AtomicU64::new(0),
         })
     }
 
-    /// Physical address of the pool.
+    /// Adds a chunk of [`Pool::chunk_slots`] pages at physical `base`,
+    /// which the caller has shared with the host. False (and nothing
+    /// added) when the pool is at its maximum, `base` is not page
+    /// aligned, or another CPU is adding a chunk at the same time.
+    pub fn grow(&self, base: u64) -> bool {
+        if base % PAGE_SIZE != 0 || self.growing.swap(true, Ordering::Acquire) {
+            return false;
+        }
+        let n = self.chunks.load(Ordering::Relaxed);
+        let added = match usize::try_from(n - 1).ok().and_then(|i| self.more.get(i)) {
+            Some(slot) => {
+                slot.store(base, Ordering::Relaxed);
+                // Release: the base is visible before the count that
+                // makes the chunk live (`chunk_base` loads with Acquire).
+                self.chunks.store(n + 1, Ordering::Release);
+                true
+            }
+            None => false,
+        };
+        self.growing.store(false, Ordering::Release);
+        added
+    }
+
+    /// Physical address of chunk 0 (the pool registered at `INIT`).
     pub fn base(&self) -> u64 {
-        self.base
+        self.first
     }
 
-    /// Number of page slots.
+    /// Slots per chunk.
+    pub fn chunk_slots(&self) -> u64 {
+        self.chunk_slots
+    }
+
+    /// Live chunks.
+    pub fn chunks(&self) -> u64 {
+        self.chunks.load(Ordering::Acquire)
+    }
+
+    /// The most chunks the pool may have.
+    pub fn max_chunks(&self) -> u64 {
+        self.more.len() as u64 + 1
+    }
+
+    /// Number of live page slots.
     pub fn slots(&self) -> u64 {
-        self.slots
+        self.chunks() * self.chunk_slots
     }
 
-    /// Whether `[phys, phys + size)` lies inside the pool.
-    pub fn contains(&self, phys: u64, size: u64) -> bool {
-        let end = self.base + self.slots * PAGE_SIZE;
-        phys >= self.base && phys.checked_add(size).is_some_and(|e| e <= end)
+    /// Number of page slots the pool has once grown to its maximum.
+    pub fn capacity(&self) -> u64 {
+        self.max_chunks() * self.chunk_slots
     }
 
-    /// Physical address of slot `slot`.
-    pub fn slot_phys(&self, slot: u64) -> u64 {
-        self.base + slot * PAGE_SIZE
-    }
-
-    /// Slot index of the page holding `phys` (which must be in the pool).
-    pub fn slot_of(&self, phys: u64) -> u64 {
-        (phys - self.base) / PAGE_SIZE
-    }
-
-    /// Allocates `pages` contiguous slots for a buffer at `orig_phys`.
-    pub fn alloc(&self, pages: u64, orig_phys: u64) -> Option<Slots> {
-        if pages == 0 || pages > self.slots {
+    /// Physical address of chunk `c`, if it is live.
+    fn chunk_base(&self, c: u64) -> Option<u64> {
+        if c >= self.chunks() {
             return None;
         }
-        let start = self.hint.load(Ordering::Relaxed) % self.slots;
-        // Two passes over the pool at most: from the hint to the end, then
-        // from the start.
+        match c {
+            0 => Some(self.first),
+            _ => Some(
+                self.more
+                    .get(usize::try_from(c - 1).ok()?)?
+                    .load(Ordering::Relaxed),
+            ),
+        }
+    }
+
+    /// The live chunk holding `phys`, and that chunk's base.
+    fn chunk_of(&self, phys: u64) -> Option<(u64, u64)> {
+        let bytes = self.chunk_slots * PAGE_SIZE;
+        (0..self.chunks()).find_map(|c| {
+            let base = self.chunk_base(c)?;
+            (phys >= base && phys - base < bytes).then_some((c, base))
+        })
+    }
+
+    /// Whether `[phys, phys + size)` lies inside one chunk of the pool.
+    pub fn contains(&self, phys: u64, size: u64) -> bool {
+        let Some((_, base)) = self.chunk_of(phys) else {
+            return false;
+        };
+        let end = base + self.chunk_slots * PAGE_SIZE;
+        phys.checked_add(size).is_some_and(|e| e <= end)
+    }
+
+    /// Physical address of slot `slot` (which must be live).
+    pub fn slot_phys(&self, slot: u64) -> u64 {
+        let base = self
+            .chunk_base(slot / self.chunk_slots)
+            .unwrap_or(self.first);
+        base + (slot % self.chunk_slots) * PAGE_SIZE
+    }
+
+    /// Slot index of the page holding `phys`; [`Pool::capacity`] (no
+    /// slot, which [`Pool::free`] refuses) when `phys` is not in the pool.
+    pub fn slot_of(&self, phys: u64) -> u64 {
+        match self.chunk_of(phys) {
+            Some((c, base)) => c * self.chunk_slots + (phys - base) / PAGE_SIZE,
+            None => self.capacity(),
+        }
+    }
+
+    /// Allocates `pages` contiguous slots (within one chunk) for a buffer
+    /// at `orig_phys`.
+    pub fn alloc(&self, pages: u64, orig_phys: u64) -> Option<Slots> {
+        if pages == 0 || pages > self.chunk_slots {
+            return None;
+        }
+        // Non-zero by construction; as `NonZeroU64` the divisions below
+        // have no panic path (this runs in any context, hard IRQ included).
+        let chunk_slots = NonZeroU64::new(self.chunk_slots)?;
+        let chunks = NonZeroU64::new(self.chunks())?;
+        let start = self.hint.load(Ordering::Relaxed) % chunks.checked_mul(chunk_slots)?;
+        let start_chunk = start / chunk_slots;
+        // Every live chunk once, from the hint's.
+        let first = (0..chunks.get()).find_map(|k| {
+            let c = (start_chunk + k) % chunks;
+            let lo = c * self.chunk_slots;
+            let from = if k == 0 { start } else { lo };
+            self.alloc_in(lo, lo + self.chunk_slots, from, pages)
+        })?;
+        self.hint.store(first + pages, Ordering::Relaxed);
+        let orig_page = orig_phys - orig_phys % PAGE_SIZE;
+        for i in 0..pages {
+            if let Some(o) = self.orig.get((first + i) as usize) {
+                o.store(orig_page + i * PAGE_SIZE, Ordering::Relaxed);
+            }
+        }
+        Some(Slots { first, pages })
+    }
+
+    /// Claims `pages` free slots in `[lo, hi)`, searching from `start`
+    /// to the end, then from `lo`.
+    fn alloc_in(&self, lo: u64, hi: u64, start: u64, pages: u64) -> Option<u64> {
         let mut first = start;
         let mut scanned = 0;
-        while scanned < self.slots + pages {
-            if first + pages > self.slots {
-                scanned += self.slots - first;
-                first = 0;
+        while scanned < (hi - lo) + pages {
+            if first + pages > hi {
+                scanned += hi - first;
+                first = lo;
                 continue;
             }
             match self.first_used(first, pages) {
                 None => {
                     if self.claim(first, pages) {
-                        self.hint.store(first + pages, Ordering::Relaxed);
-                        let orig_page = orig_phys - orig_phys % PAGE_SIZE;
-                        for i in 0..pages {
-                            if let Some(o) = self.orig.get((first + i) as usize) {
-                                o.store(orig_page + i * PAGE_SIZE, Ordering::Relaxed);
-                            }
-                        }
-                        return Some(Slots { first, pages });
+                        return Some(first);
                     }
                     // Lost a race: look again just after.
                     first += 1;
@@ -143,7 +326,9 @@ impl<'a> Pool<'a> {
     pub fn free(&self, slots: Slots) -> bool {
         if slots.pages == 0
             // `matches!` suits both the kernel's MSRV and this crate's.
-            || !matches!(slots.first.checked_add(slots.pages), Some(e) if e <= self.slots)
+            || !matches!(slots.first.checked_add(slots.pages), Some(e) if e <= self.slots())
+            // No allocation spans two chunks.
+            || slots.first / self.chunk_slots != (slots.first + slots.pages - 1) / self.chunk_slots
         {
             return false;
         }

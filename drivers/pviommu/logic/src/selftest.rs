@@ -189,6 +189,10 @@ const RING: usize = 4;
 const POOL_PAGES: usize = 8;
 /// The fake pool sits above the tracked frames.
 const POOL_BASE: u64 = (FRAMES as u64) * PAGE_SIZE;
+/// The pool may grow by one chunk, which a test takes from the top of
+/// the tracked frames: memory the guest gives up, not after chunk 0.
+const POOL_MORE: usize = 1;
+const GROW_BASE: u64 = (FRAMES - POOL_PAGES) as u64 * PAGE_SIZE;
 /// Bytes of each page the fake memory keeps: the fixture lives on the
 /// stack, and a kernel stack cannot hold whole pages.
 const MEM_WINDOW: u64 = 32;
@@ -295,8 +299,9 @@ pub struct Fixture {
     table: [AtomicU8; FRAMES],
     header: RingHeader,
     slots: [RingSlot; RING],
+    more: [AtomicU64; POOL_MORE],
     bitmap: [AtomicU64; 1],
-    orig: [AtomicU64; POOL_PAGES],
+    orig: [AtomicU64; POOL_PAGES * (1 + POOL_MORE)],
     stats: Stats,
 }
 
@@ -308,8 +313,9 @@ impl Fixture {
             table: [const { AtomicU8::new(0) }; FRAMES],
             header: RingHeader::new(),
             slots: [const { RingSlot::new() }; RING],
+            more: [const { AtomicU64::new(0) }; POOL_MORE],
             bitmap: [const { AtomicU64::new(0) }; 1],
-            orig: [const { AtomicU64::new(0) }; POOL_PAGES],
+            orig: [const { AtomicU64::new(0) }; POOL_PAGES * (1 + POOL_MORE)],
             stats: Stats::new(),
         }
     }
@@ -345,7 +351,13 @@ impl Fixture {
             cfg,
             PageTracker::new(&self.state, &self.table).ok()?,
             Producer::new(&self.header, &self.slots).ok()?,
-            Pool::new(POOL_BASE, &self.bitmap, &self.orig)?,
+            Pool::growable(
+                POOL_BASE,
+                POOL_PAGES as u64,
+                &self.more,
+                &self.bitmap,
+                &self.orig,
+            )?,
             &hyp,
             &copier,
             &self.stats,
@@ -801,6 +813,33 @@ pub fn dma_mask_is_honoured(c: &dyn Check) {
     });
 }
 
+/// Coherent memory from the bounce pool (bounce mode) is refused, not
+/// truncated, for a device whose coherent mask the pool does not reach.
+pub fn coherent_mask_is_honoured(c: &dyn Check) {
+    Fixture::new().with(Mode::Bounce, |e, _, _, fx| {
+        let r = e.coherent_from_pool(2 * PAGE_SIZE, POOL_BASE + PAGE_SIZE);
+        c.check(
+            r == Err(DmaError::Invalid),
+            "a pool above the coherent mask refuses",
+        );
+        c.check(e.pool().used() == 0, "and keeps no slot");
+        c.check(
+            fx.stats.unreachable.load(Ordering::Relaxed) == 1,
+            "counted as unreachable",
+        );
+        let top = POOL_BASE + POOL_PAGES as u64 * PAGE_SIZE - 1;
+        let r = e.coherent_from_pool(2 * PAGE_SIZE, top);
+        c.check(
+            r.is_ok_and(|phys| phys >= POOL_BASE && phys + 2 * PAGE_SIZE - 1 <= top),
+            "a reachable pool serves it",
+        );
+        c.check(
+            r.is_ok_and(|phys| e.coherent_to_pool(phys, 2 * PAGE_SIZE)) && e.pool().used() == 0,
+            "and takes it back",
+        );
+    });
+}
+
 /// A full ring forces a `SYNC` and the mapping still succeeds.
 pub fn full_ring_forces_a_sync(c: &dyn Check) {
     Fixture::new().with(Mode::Share, |e, hyp, _, _| {
@@ -961,6 +1000,66 @@ pub fn pool_exhaustion_is_an_error(c: &dyn Check) {
     });
 }
 
+/// A pool running low asks to grow, once; a grown chunk serves the next
+/// mapping; growing is a `SHARE` of the chunk, counted apart from the
+/// mappings' calls, and stops at the pool's maximum.
+pub fn full_pool_grows(c: &dyn Check) {
+    Fixture::new().with(Mode::Bounce, |e, hyp, _, fx| {
+        let half = POOL_PAGES as u64 / 2 * PAGE_SIZE;
+        c.check(
+            e.max_mapping_size() <= half,
+            "a mapping is at most half a chunk",
+        );
+        let a = e.map(PAGE_SIZE, half, Dir::ToDevice, true);
+        c.check(!e.take_grow_request(), "half full: no growth asked");
+        let b = e.map(PAGE_SIZE * 8, half, Dir::FromDevice, true);
+        c.check(a.is_ok() && b.is_ok(), "chunk 0 filled");
+        c.check(e.take_grow_request(), "full: growth asked");
+        c.check(!e.take_grow_request(), "and asked once");
+        let refused = e.map(PAGE_SIZE * 16, PAGE_SIZE, Dir::ToDevice, true);
+        c.check(refused == Err(DmaError::PoolFull), "full: PoolFull");
+        c.check(e.take_grow_request(), "a refused mapping asks again");
+
+        c.check(e.grow_pool(GROW_BASE).is_ok(), "the pool grows");
+        c.check(e.pool().chunks() == 2, "two chunks");
+        c.check(
+            hyp.count(Func::Share) == 1
+                && fx.stats.hcall_pool_share.load(Ordering::Relaxed) == 1
+                && fx.stats.hcall_share.load(Ordering::Relaxed) == 0,
+            "one SHARE, counted apart from the mappings'",
+        );
+        c.check(
+            fx.stats.pool_grow_pages.load(Ordering::Relaxed) == POOL_PAGES as u64,
+            "the chunk's pages counted",
+        );
+        let d = e
+            .map(PAGE_SIZE * 16, PAGE_SIZE, Dir::ToDevice, true)
+            .unwrap_or(0);
+        c.check(
+            (GROW_BASE..GROW_BASE + POOL_PAGES as u64 * PAGE_SIZE).contains(&d),
+            "served from the new chunk",
+        );
+        c.check(
+            e.grow_pool(GROW_BASE - half * 2).is_err(),
+            "no growth beyond the maximum",
+        );
+        c.check(
+            fx.stats.pool_grow_failed.load(Ordering::Relaxed) == 1,
+            "the refused growth counted",
+        );
+        c.check(
+            fx.stats.pool_high_water.load(Ordering::Relaxed) == POOL_PAGES as u64 + 1,
+            "high-water mark",
+        );
+        let mut batch = Batch::default();
+        for (dma, size) in [(a, half), (b, half), (Ok(d), PAGE_SIZE)] {
+            e.unmap(dma.unwrap_or(0), size, Dir::ToDevice, true, &mut batch);
+        }
+        c.check(e.finish(batch).is_ok(), "unmapped");
+        c.check(e.pool().used() == 0, "every slot freed, in both chunks");
+    });
+}
+
 /// One test case.
 pub type Case = fn(&dyn Check);
 
@@ -996,4 +1095,6 @@ pub const CASES: &[(&str, Case)] = &[
         sync_mode_follows_partial_progress,
     ),
     ("pool_exhaustion_is_an_error", pool_exhaustion_is_an_error),
+    ("full_pool_grows", full_pool_grows),
+    ("coherent_mask_is_honoured", coherent_mask_is_honoured),
 ];

@@ -57,8 +57,20 @@ counters! {
     bounced_bytes,
     /// Bounce-pool pages in use now (a gauge, not a count).
     pool_pages_used,
+    /// Most bounce-pool pages in use at once.
+    pool_high_water,
     /// Mappings refused because the bounce pool was full.
     pool_exhausted,
+    /// Chunks in the bounce pool now (a gauge; the first is the pool
+    /// registered at INIT).
+    pool_chunks,
+    /// Pages shared with SHARE to grow the bounce pool.
+    pool_grow_pages,
+    /// SHARE hypercalls that grew the bounce pool (not counted in
+    /// `hcall_share`, which counts the mappings' calls).
+    hcall_pool_share,
+    /// Chunks the pool could not add: no memory, or SHARE failed.
+    pool_grow_failed,
     /// Mappings refused because the device's DMA mask cannot reach them.
     unreachable,
     /// Mapping failures of any kind (DMA_MAPPING_ERROR returned).

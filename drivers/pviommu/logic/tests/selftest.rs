@@ -46,4 +46,6 @@ cases!(
     busy_is_retried,
     sync_mode_follows_partial_progress,
     pool_exhaustion_is_an_error,
+    full_pool_grows,
+    coherent_mask_is_honoured,
 );
