@@ -2,7 +2,8 @@
 
 //! `/sys/kernel/debug/pviommu/`: one read-only file per counter, the
 //! hypervisor's own counters (`hyp_stats`), the hypervisor conformance
-//! probe (`hyp_probe`) and the map/unmap microbenchmark (`map_bench`), on
+//! probe (`hyp_probe`), the bounce thresholds (`bounce_threshold`) and
+//! the map/unmap microbenchmark (`map_bench`), on
 //! `kernel::debugfs`.
 
 use core::fmt;
@@ -14,6 +15,7 @@ use crate::hyp_probe;
 use crate::hyp_stats;
 use crate::logic::stats::Stats;
 use crate::map_bench;
+use crate::threshold;
 
 /// Longest counter name, NUL included.
 const NAME_MAX: usize = 32;
@@ -48,6 +50,11 @@ pub(crate) fn register(stats: &'static Stats) {
         c"hyp_stats",
         Ok::<_, Error>(&hyp_stats::HYP_STATS),
         &hyp_stats::show,
+    ));
+    keep(dir.read_callback_file(
+        c"bounce_threshold",
+        Ok::<_, Error>(&threshold::FILE),
+        &threshold::show,
     ));
     keep(dir.read_callback_file(
         c"hyp_probe",

@@ -18,12 +18,14 @@ use crate::hyp_abi::check::{check_status, VersionInfo};
 use crate::hyp_abi::layout::{PAGE_SIZE, RING_HEADER_SIZE, RING_ORDER_MAX, RING_ORDER_MIN};
 use crate::hyp_abi::ring::{Producer, RingHeader, RingSlot};
 use crate::hyp_abi::tracker::PageTracker;
+use crate::logic::calibrate::Source;
 use crate::logic::engine::{Config, Engine, Hypercalls};
 use crate::logic::policy::OnRevokeFailure;
 use crate::logic::pool::{Pool, PoolSize, CHUNK_PAGES, MAX_CHUNKS};
 use crate::logic::probe::Registration;
 use crate::logic::stats::Stats;
 use crate::map_ops::Devices;
+use crate::threshold;
 
 /// The transport to the hypervisor: the test harness's mailbox on x86.
 #[cfg(CONFIG_X86_64)]
@@ -48,6 +50,8 @@ pub(crate) struct Pviommu {
     pub(crate) registration: Registration,
     /// The feature bits `VERSION` reported (`hyp_stats` needs `STATS`).
     pub(crate) features: u64,
+    /// How the bounce thresholds were chosen (`bounce_threshold` file).
+    pub(crate) threshold_source: Source,
 }
 
 static DRIVER: SetOnce<Pviommu> = SetOnce::new();
@@ -232,11 +236,18 @@ pub(crate) fn bring_up(
         }
     }
 
+    let (bounce_threshold, threshold_source) = threshold::choose(
+        &hypercalls,
+        mode,
+        p.strict,
+        p.bounce_threshold,
+        size.max_mapping_bytes(),
+    );
     let cfg = Config {
         mode,
         strict: p.strict,
         lazy_max_pages: p.lazy_max_pages,
-        bounce_threshold: p.bounce_threshold,
+        bounce_threshold,
         apply: version.features & FEATURE_APPLY != 0,
     };
     let engine = Engine::new(
@@ -254,6 +265,7 @@ pub(crate) fn bring_up(
         on_revoke_failure,
         registration,
         features: version.features,
+        threshold_source,
     }) {
         return Err(ENODEV);
     }

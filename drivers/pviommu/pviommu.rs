@@ -23,6 +23,7 @@ mod map_bench;
 mod map_ops;
 #[cfg(CONFIG_PVIOMMU_KUNIT_TEST)]
 mod tests;
+mod threshold;
 
 /// Prefix of the driver's kernel log messages (`pr_*!` use it).
 const __LOG_PREFIX: &[u8] = b"pviommu\0";

@@ -40,8 +40,11 @@ module_param_named(strict, pviommu_param_strict, bool, 0444);
 unsigned int pviommu_param_lazy_max_pages = 256;
 module_param_named(lazy_max_pages, pviommu_param_lazy_max_pages, uint, 0444);
 
-/* Buffers smaller than this (bytes) bounce even when they own their pages. */
-unsigned int pviommu_param_bounce_threshold = 4096;
+/*
+ * Buffers smaller than this (bytes) bounce even when they own their pages;
+ * 0: measured at boot, per direction (threshold.rs).
+ */
+unsigned int pviommu_param_bounce_threshold;
 module_param_named(bounce_threshold, pviommu_param_bounce_threshold, uint, 0444);
 
 /* Size of the bounce pool shared at initialisation, in KiB. */

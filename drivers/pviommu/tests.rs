@@ -232,6 +232,17 @@ mod engine {
     }
 
     #[test]
+    fn thresholds_follow_direction() {
+        assert_eq!(
+            failures(
+                stringify!(thresholds_follow_direction),
+                selftest::thresholds_follow_direction
+            ),
+            0
+        );
+    }
+
+    #[test]
     fn every_case_is_run_here() {
         let here = [
             "map_is_exit_free",
@@ -251,6 +262,7 @@ mod engine {
             "pool_exhaustion_is_an_error",
             "full_pool_grows",
             "coherent_mask_is_honoured",
+            "thresholds_follow_direction",
         ];
         for (name, _) in selftest::CASES {
             assert!(here.contains(name));

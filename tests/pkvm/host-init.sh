@@ -26,7 +26,9 @@ echo 4 >/proc/sys/kernel/printk
 [ -c /dev/kvm ] || echo "PKVM-HOST-ERROR no /dev/kvm (KVM not initialised: see the host log above)"
 grep -m1 -i 'protected' /proc/cmdline >/dev/null || true
 
-GUEST_BASE="console=ttyAMA0 panic=-1 initramfs_async=0 pviommu.required=0 kunit.enable=0"
+# The bounce threshold is pinned to one page, so that the counts compare
+# across runs (the driver measures it at boot by default).
+GUEST_BASE="console=ttyAMA0 panic=-1 initramfs_async=0 pviommu.required=0 kunit.enable=0 pviommu.bounce_threshold=4096"
 
 echo "$SCENARIOS" | while IFS='|' read -r name opts extra; do
 	[ -n "$name" ] || continue
@@ -39,6 +41,13 @@ echo "$SCENARIOS" | while IFS='|' read -r name opts extra; do
 	rc=$?
 	sha=$(dd if="$disk" bs=1M skip="$CHECK_OFFSET_MB" count="$CHECK_MB" 2>/dev/null | sha256sum | cut -d' ' -f1)
 	echo "PKVM-HOST-DISK $name sha256=$sha"
+	# Per 64 KiB block of the same region, for scenarios that stop early.
+	i=0 blocks=
+	while [ $i -lt $((CHECK_MB * 16)) ]; do
+		blocks="$blocks $(dd if="$disk" bs=64k skip=$((CHECK_OFFSET_MB * 16 + i)) count=1 2>/dev/null | sha256sum | cut -d' ' -f1)"
+		i=$((i + 1))
+	done
+	echo "PKVM-HOST-BLOCKS $name$blocks"
 	echo "PKVM-SCENARIO-END $name rc=$rc uptime=$(up)"
 	rm -f "$disk"
 done

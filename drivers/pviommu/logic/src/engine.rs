@@ -31,9 +31,10 @@ use super::abi::error::{Error, EINVAL, EIO, ENOMEM, ETIMEDOUT};
 use super::abi::layout::{Perm, PAGE_SHIFT, PAGE_SIZE};
 use super::abi::ring::Producer;
 use super::abi::tracker::PageTracker;
+use super::calibrate::Thresholds;
 use super::mailbox::{RawResult, TransportError};
 use super::policy::{pages_spanned, route, Dir, Mode, Route};
-use super::pool::{Pool, Slots};
+use super::pool::{self, Pool, Slots};
 use super::stats::Stats;
 
 /// Issues hypercalls (the mailbox, SMCCC, or a mock in tests).
@@ -121,8 +122,9 @@ pub struct Config {
     pub strict: bool,
     /// `pviommu.lazy_max_pages`: in lazy mode, sync at this many pending.
     pub lazy_max_pages: u64,
-    /// `pviommu.bounce_threshold`, bytes.
-    pub bounce_threshold: u64,
+    /// Buffers below these sizes bounce (`pviommu.bounce_threshold`, or
+    /// measured at boot: [`super::calibrate`]).
+    pub bounce_threshold: Thresholds,
     /// The hypervisor implements `APPLY` (`FEATURE_APPLY` in `VERSION`).
     pub apply: bool,
 }
@@ -208,14 +210,11 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         self.broken.load(Ordering::Relaxed)
     }
 
-    /// Largest buffer one mapping may cover: a bounced buffer must fit in
-    /// one chunk of the pool, and a mapping of one segment never needs
-    /// more than half a chunk or an eighth of the whole pool, which keeps
-    /// several I/Os in flight. Fixed for the engine's life: the virtio
-    /// core reads it once per device.
+    /// Largest buffer one mapping may cover ([`pool::max_mapping_bytes`]).
+    /// Fixed for the engine's life: the virtio core reads it once per
+    /// device.
     pub fn max_mapping_size(&self) -> u64 {
-        let pages = core::cmp::min(self.pool.chunk_slots() / 2, self.pool.capacity() / 8);
-        core::cmp::max(PAGE_SIZE, pages * PAGE_SIZE)
+        pool::max_mapping_bytes(self.pool.chunk_slots(), self.pool.capacity())
     }
 
     /// Whether the pool asked to grow since the last call (a full pool,
@@ -331,7 +330,8 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
             return Err(DmaError::Invalid);
         }
         let reachable = |dma: u64| dma + (size - 1) <= limit;
-        match route(self.cfg.mode, phys, size, self.cfg.bounce_threshold) {
+        let threshold = self.cfg.bounce_threshold.for_dir(dir);
+        match route(self.cfg.mode, phys, size, threshold) {
             Route::InPlace if !reachable(phys) => self.bounce_within(phys, size, reachable),
             Route::InPlace => {
                 let (gfn, nr) = frames(phys, size)?;

@@ -19,6 +19,7 @@ pub(crate) use crate::hyp_abi as abi;
 #[cfg(not(CONFIG_RUST))]
 pub(crate) use pviommu_hyp_abi as abi;
 
+pub mod calibrate;
 pub mod engine;
 pub mod hyp_stats;
 pub mod mailbox;

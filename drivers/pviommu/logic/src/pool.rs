@@ -91,6 +91,21 @@ impl PoolSize {
     pub fn capacity(&self) -> u64 {
         self.chunk_pages * self.max_chunks
     }
+
+    /// [`max_mapping_bytes`] of a pool of this layout.
+    pub fn max_mapping_bytes(&self) -> u64 {
+        max_mapping_bytes(self.chunk_pages, self.capacity())
+    }
+}
+
+/// Largest buffer one mapping may cover, in bytes, for a pool of
+/// `chunk_slots` pages per chunk and `capacity` pages at most: a bounced
+/// buffer must fit in one chunk, and a mapping of one segment never needs
+/// more than half a chunk or an eighth of the whole pool, which keeps
+/// several I/Os in flight. At least one page.
+pub fn max_mapping_bytes(chunk_slots: u64, capacity: u64) -> u64 {
+    let pages = core::cmp::min(chunk_slots / 2, capacity / 8);
+    core::cmp::max(PAGE_SIZE, pages * PAGE_SIZE)
 }
 
 /// One allocation: `pages` slots from slot `first`.

@@ -14,6 +14,7 @@ use super::abi::call::{Func, Status, NR_ARGS, NR_FUNCS};
 use super::abi::layout::{Perm, PAGE_SIZE};
 use super::abi::ring::{consume, Producer, RingHeader, RingSlot};
 use super::abi::tracker::PageTracker;
+use super::calibrate::Thresholds;
 use super::engine::{Batch, Config, Copier, DmaError, Engine, Hypercalls, BUSY_TRIES};
 use super::mailbox::{RawResult, TransportError};
 use super::policy::{Dir, Mode};
@@ -303,6 +304,7 @@ pub struct Fixture {
     bitmap: [AtomicU64; 1],
     orig: [AtomicU64; POOL_PAGES * (1 + POOL_MORE)],
     stats: Stats,
+    thresholds: Thresholds,
 }
 
 impl Fixture {
@@ -317,7 +319,14 @@ impl Fixture {
             bitmap: [const { AtomicU64::new(0) }; 1],
             orig: [const { AtomicU64::new(0) }; POOL_PAGES * (1 + POOL_MORE)],
             stats: Stats::new(),
+            thresholds: Thresholds::fixed(PAGE_SIZE),
         }
+    }
+
+    /// The same fixture with other bounce thresholds (one page by default).
+    pub fn with_thresholds(mut self, thresholds: Thresholds) -> Self {
+        self.thresholds = thresholds;
+        self
     }
 
     /// Runs `f` with an engine in `mode` over this fixture.
@@ -344,7 +353,7 @@ impl Fixture {
             mode,
             strict: true,
             lazy_max_pages: 16,
-            bounce_threshold: PAGE_SIZE,
+            bounce_threshold: self.thresholds,
             apply: true,
         };
         let engine = Engine::new(
@@ -840,6 +849,54 @@ pub fn coherent_mask_is_honoured(c: &dyn Check) {
     });
 }
 
+/// The measured thresholds route by direction: a buffer the device writes
+/// costs two copies to bounce, one it only reads costs one, so the first
+/// goes in place from a smaller size.
+pub fn thresholds_follow_direction(c: &dyn Check) {
+    let t = Thresholds {
+        to_device: 4 * PAGE_SIZE,
+        from_device: 2 * PAGE_SIZE,
+    };
+    Fixture::new()
+        .with_thresholds(t)
+        .with(Mode::Share, |e, hyp, _, fx| {
+            let two = 2 * PAGE_SIZE;
+            let to = e.map(4 * PAGE_SIZE, two, Dir::ToDevice, true);
+            c.check(
+                to.is_ok_and(|d| d >= POOL_BASE),
+                "2 pages to the device: below its threshold, bounced",
+            );
+            let from = e.map(8 * PAGE_SIZE, two, Dir::FromDevice, true);
+            c.check(
+                from == Ok(8 * PAGE_SIZE),
+                "2 pages from the device: in place",
+            );
+            let both = e.map(12 * PAGE_SIZE, two, Dir::Bidirectional, true);
+            c.check(
+                both == Ok(12 * PAGE_SIZE),
+                "bidirectional follows from-device",
+            );
+            let big = e.map(16 * PAGE_SIZE, 4 * PAGE_SIZE, Dir::ToDevice, true);
+            c.check(big == Ok(16 * PAGE_SIZE), "4 pages to the device: in place");
+            c.check(fx.entry(4) == 0, "the bounced buffer's pages stay private");
+            c.check(hyp.count(Func::Share) == 0, "no hypercall on map");
+            let mut batch = Batch::default();
+            for (dma, size, dir) in [
+                (to, two, Dir::ToDevice),
+                (from, two, Dir::FromDevice),
+                (both, two, Dir::Bidirectional),
+                (big, 4 * PAGE_SIZE, Dir::ToDevice),
+            ] {
+                e.unmap(dma.unwrap_or(0), size, dir, true, &mut batch);
+            }
+            c.check(e.finish(batch).is_ok(), "unmapped");
+            c.check(
+                (0..FRAMES).all(|f| fx.entry(f) == 0) && e.pool().used() == 0,
+                "nothing left shared or held",
+            );
+        });
+}
+
 /// A full ring forces a `SYNC` and the mapping still succeeds.
 pub fn full_ring_forces_a_sync(c: &dyn Check) {
     Fixture::new().with(Mode::Share, |e, hyp, _, _| {
@@ -1097,4 +1154,5 @@ pub const CASES: &[(&str, Case)] = &[
     ("pool_exhaustion_is_an_error", pool_exhaustion_is_an_error),
     ("full_pool_grows", full_pool_grows),
     ("coherent_mask_is_honoured", coherent_mask_is_honoured),
+    ("thresholds_follow_direction", thresholds_follow_direction),
 ];

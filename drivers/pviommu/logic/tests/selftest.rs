@@ -48,4 +48,5 @@ cases!(
     pool_exhaustion_is_an_error,
     full_pool_grows,
     coherent_mask_is_honoured,
+    thresholds_follow_direction,
 );
