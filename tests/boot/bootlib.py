@@ -148,6 +148,22 @@ def build_initramfs(out, scripts, files=None):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def host_program(path):
+    """A dynamically linked program of the host (Debian's own build, for an
+    x86_64 guest) and the shared libraries it loads, as ``files`` for
+    :func:`build_initramfs`, each at its host path."""
+    real = shutil.which(path) or path
+    if not os.access(real, os.X_OK):
+        raise BootError(f"{path} missing on the host (make setup installs it)")
+    files = {real: real}
+    out = subprocess.run(["ldd", real], check=True, capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        m = re.search(r"(/\S+) \(0x", line)
+        if m:
+            files[m.group(1)] = os.path.realpath(m.group(1))
+    return files
+
+
 def qemu_binary():
     path = shutil.which("qemu-system-x86_64")
     if not path:

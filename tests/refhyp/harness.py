@@ -457,6 +457,8 @@ def run_scenario(sc, kernel, timeout, append="", modules=(), queues=1):
     initrd = os.path.join(out, "initramfs.cpio")
     scripts = guest_scripts(sc.scripts)
     files = {GUEST_LIB: os.path.join(HERE, "guest", "lib.sh")}
+    # Debian's mke2fs for the ext4 workload (guest/35-blk-ext4.sh).
+    files.update(bootlib.host_program("/usr/sbin/mke2fs"))
     if modules:
         script, more = insmod_script(out, modules)
         scripts.insert(0, script)
