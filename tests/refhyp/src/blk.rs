@@ -2,31 +2,27 @@
 //! vhost-user-blk backend on the rust-vmm crates, enforcing the host view.
 //!
 //! The vhost-user protocol, vring set-up and queue walking come from
-//! `vhost-user-backend` and `virtio-queue`; every guest memory access they
-//! and this file make goes through `CheckedMemory`, indirect descriptor
-//! tables included. Event suppression is not offered, to keep the accesses
-//! few and plain.
+//! `vhost-user-backend` and `virtio-queue`, the queue service from
+//! `device`; every guest memory access they and this file make goes
+//! through `CheckedMemory`, indirect descriptor tables included.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
-use vhost_user_backend::{VhostUserBackend, VringMutex, VringT};
+use vhost::vhost_user::message::VhostUserProtocolFeatures;
+use vhost_user_backend::{VhostUserBackend, VringMutex};
 use virtio_bindings::virtio_blk::*;
-use virtio_bindings::virtio_config::{VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1};
 use virtio_bindings::virtio_ring::VIRTIO_RING_F_INDIRECT_DESC;
 use virtio_queue::desc::split::Descriptor;
-use virtio_queue::{DescriptorChain, Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::epoll::EventSet;
 
 use crate::checked_memory::CheckedMemory;
 use crate::counters::DeviceCounters;
+use crate::device::{self, Chain, Completion, DeviceCore, Gm};
 use crate::host::Host;
-
-type Gm = GuestMemoryAtomic<GuestMemoryMmap<()>>;
 
 const SECTOR_SHIFT: u32 = 9;
 const SECTOR_SIZE: u64 = 1 << SECTOR_SHIFT;
@@ -42,40 +38,27 @@ const OUTHDR_SIZE: u32 = 16;
 /// The serial `VIRTIO_BLK_T_GET_ID` returns.
 const DEVICE_ID: &[u8] = b"pviommu-refhyp";
 
-/// Where a request ended.
-enum Completion {
-    /// Status written: put the head on the used ring with this length.
-    Used(u32),
-    /// Not even the status byte could be written: leave the request
-    /// uncompleted rather than let the guest read a stale status.
-    Dropped,
-}
-
 pub struct BlkBackend {
-    host: Arc<Host>,
+    core: DeviceCore,
     disk: File,
     capacity_sectors: u64,
     queues: usize,
-    mem: Mutex<Option<Gm>>,
-    /// Ring addresses last logged per queue, to log each layout once.
-    layouts: Mutex<Vec<Option<[u64; 4]>>>,
 }
 
 impl BlkBackend {
     pub fn new(host: Arc<Host>, disk: File, queues: u16) -> io::Result<BlkBackend> {
         let len = disk.metadata()?.len();
         Ok(BlkBackend {
-            host,
+            core: DeviceCore::new(host, "blk", false, queues.into()),
             disk,
             capacity_sectors: len >> SECTOR_SHIFT,
             queues: queues.into(),
-            mem: Mutex::new(None),
-            layouts: Mutex::new(vec![None; queues.into()]),
         })
     }
 
+    /// The disk's counters are the host's `device` section.
     fn count(&self, f: impl FnOnce(&mut DeviceCounters)) {
-        f(&mut self.host.lock().dev);
+        self.core.count_host(|g| f(&mut g.dev));
     }
 
     /// `struct virtio_blk_config`, as far as the offered features use it.
@@ -90,7 +73,9 @@ impl BlkBackend {
     }
 
     /// Runs one request; the status byte is the last byte of the chain.
-    fn process(&self, chain: DescriptorChain<&CheckedMemory>, mem: &CheckedMemory) -> Completion {
+    /// When not even the status byte can be written the request is left
+    /// uncompleted rather than let the guest read a stale status.
+    fn process(&self, chain: Chain<'_>, mem: &CheckedMemory) -> Completion {
         let descs: Vec<Descriptor> = chain.take(MAX_DESCS + 1).collect();
         let dev = |f: fn(&mut DeviceCounters)| self.count(f);
         let Some(last) = descs.last() else {
@@ -201,7 +186,7 @@ impl BlkBackend {
             {
                 return false;
             }
-            self.host.lock().dev.bytes_written += u64::from(d.len());
+            self.count(|c| c.bytes_written += u64::from(d.len()));
             off += u64::from(d.len());
         }
         true
@@ -221,7 +206,7 @@ impl BlkBackend {
                 return false;
             }
         }
-        self.host.lock().dev.bytes_read += buf.len() as u64;
+        self.count(|c| c.bytes_read += buf.len() as u64);
         self.disk.write_all_at(&buf, off).is_ok()
     }
 
@@ -236,59 +221,17 @@ impl BlkBackend {
         mem.write_slice(&DEVICE_ID[..n], d.addr()).is_ok()
     }
 
-    /// Logs where a queue's rings are, once per layout: with the RAM file
-    /// this is enough to inspect a stuck queue from outside.
-    fn log_layout(&self, index: usize, q: &Queue) {
-        let layout = [
-            q.desc_table(),
-            q.avail_ring(),
-            q.used_ring(),
-            u64::from(q.size()),
-        ];
-        let mut layouts = self.layouts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(slot) = layouts.get_mut(index) {
-            if *slot != Some(layout) {
-                *slot = Some(layout);
-                log::info!(
-                    "blk: queue {index}: desc {:#x} avail {:#x} used {:#x} size {}",
-                    layout[0],
-                    layout[1],
-                    layout[2],
-                    layout[3]
-                );
-            }
-        }
-    }
-
     fn process_queue(&self, index: usize, vring: &VringMutex<Gm>) {
-        let Some(gm) = self.mem.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
-            return;
-        };
-        let guard = gm.memory();
-        let mem = CheckedMemory::new(&guard, &self.host);
-        let mut state = vring.get_mut();
-        self.log_layout(index, state.get_queue());
-        let mut completed = 0;
-        while let Some(chain) = state.get_queue_mut().pop_descriptor_chain(&mem) {
-            self.host.lock().dev.requests += 1;
-            let head = chain.head_index();
-            match self.process(chain, &mem) {
-                Completion::Used(len) => {
-                    // The used ring is device-written memory: checked too.
-                    if let Err(e) = state.get_queue_mut().add_used(&mem, head, len) {
-                        log::warn!("blk: used ring not writable: {e}");
-                        break;
-                    }
-                    completed += 1;
-                }
-                Completion::Dropped => {}
-            }
-        }
-        if completed > 0 {
-            if let Err(e) = state.signal_used_queue() {
-                log::warn!("blk: cannot signal the guest: {e}");
-            }
-        }
+        self.core.serve_queue(
+            index,
+            vring,
+            &mut (),
+            |_| true,
+            |_, chain, mem| {
+                self.count(|c| c.requests += 1);
+                self.process(chain, mem)
+            },
+        );
     }
 }
 
@@ -305,44 +248,32 @@ impl VhostUserBackend for BlkBackend {
     }
 
     fn features(&self) -> u64 {
-        // ACCESS_PLATFORM: QEMU's `iommu_platform=on` insists on it, so the
-        // guest must go through its DMA API (and so through the pviommu).
         // INDIRECT_DESC: Linux sends up to `seg_max` segments in one
         // request, more than QEMU's default 128-entry queue holds without
         // indirect tables (virtqueue_add() warns and the request hangs).
-        (1 << VIRTIO_F_VERSION_1)
-            | (1 << VIRTIO_F_ACCESS_PLATFORM)
+        device::BASE_FEATURES
             | (1 << VIRTIO_RING_F_INDIRECT_DESC)
             | (1 << VIRTIO_BLK_F_SIZE_MAX)
             | (1 << VIRTIO_BLK_F_SEG_MAX)
             | (1 << VIRTIO_BLK_F_BLK_SIZE)
             | (1 << VIRTIO_BLK_F_FLUSH)
             | (1 << VIRTIO_BLK_F_MQ)
-            | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
     }
 
     fn protocol_features(&self) -> VhostUserProtocolFeatures {
-        // REPLY_ACK and BACKEND_REQ: QEMU requires both before it accepts
-        // ACCESS_PLATFORM ("IOMMU support requires reply-ack and slave-req").
-        VhostUserProtocolFeatures::CONFIG
+        device::base_protocol_features()
+            | VhostUserProtocolFeatures::CONFIG
             | VhostUserProtocolFeatures::MQ
-            | VhostUserProtocolFeatures::REPLY_ACK
-            | VhostUserProtocolFeatures::BACKEND_REQ
     }
 
     fn set_event_idx(&self, _enabled: bool) {}
 
     fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
-        let space = self.config_space();
-        let mut out = vec![0u8; size as usize];
-        let start = (offset as usize).min(space.len());
-        let end = start.saturating_add(size as usize).min(space.len());
-        out[..end - start].copy_from_slice(&space[start..end]);
-        out
+        device::config_slice(&self.config_space(), offset, size)
     }
 
     fn update_memory(&self, mem: Gm) -> io::Result<()> {
-        *self.mem.lock().unwrap_or_else(|e| e.into_inner()) = Some(mem);
+        self.core.update_memory(mem);
         Ok(())
     }
 
@@ -360,7 +291,7 @@ impl VhostUserBackend for BlkBackend {
             return Ok(());
         };
         // A kick is an exit: drain the ring before looking at the queue.
-        self.host.on_queue_kick();
+        self.core.kick();
         self.process_queue(usize::from(device_event), vring);
         Ok(())
     }

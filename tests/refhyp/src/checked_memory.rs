@@ -21,11 +21,17 @@ pub struct CheckedMemory<'a> {
     /// only admits guest RAM, so the BAR is unreachable for devices.
     inner: &'a GuestMemoryMmap<()>,
     host: &'a Host,
+    /// The backend class a violation is counted for (`None`: the disk).
+    class: Option<&'static str>,
 }
 
 impl<'a> CheckedMemory<'a> {
-    pub fn new(inner: &'a GuestMemoryMmap<()>, host: &'a Host) -> CheckedMemory<'a> {
-        CheckedMemory { inner, host }
+    pub fn new(
+        inner: &'a GuestMemoryMmap<()>,
+        host: &'a Host,
+        class: Option<&'static str>,
+    ) -> CheckedMemory<'a> {
+        CheckedMemory { inner, host, class }
     }
 }
 
@@ -35,7 +41,7 @@ impl GuestMemory for CheckedMemory<'_> {
 
     fn check_range(&self, addr: GuestAddress, count: usize, access: Permissions) -> bool {
         GuestMemoryBackend::check_range(self.inner, addr, count)
-            && self.host.check(addr.0, count, access)
+            && self.host.check(self.class, addr.0, count, access)
     }
 
     fn get_slices<'a>(
@@ -44,7 +50,7 @@ impl GuestMemory for CheckedMemory<'_> {
         count: usize,
         access: Permissions,
     ) -> Result<impl GuestMemorySliceIterator<'a, BS<'a, ()>>, GuestMemoryError> {
-        if !self.host.check(addr.0, count, access) {
+        if !self.host.check(self.class, addr.0, count, access) {
             return Err(GuestMemoryError::InvalidGuestAddress(addr));
         }
         Ok(GuestMemoryBackend::get_slices(self.inner, addr, count))

@@ -2,6 +2,7 @@
 //! Counters of the device side and of the fault injector, and the JSON
 //! document that joins them to the state machine's own counters.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
@@ -36,6 +37,53 @@ pub struct DeviceCounters {
     /// Doorbells served (each one is an exit).
     pub doorbells: u64,
     pub mailbox_calls: u64,
+}
+
+/// What one vhost-user backend other than the disk did (net, vsock, rng,
+/// console): the disk keeps its own counters in [`DeviceCounters`], whose
+/// `violations` and `kicks` also include these, so that the state
+/// machine's violations stay `device.violations + device.adversarial_denied`.
+#[derive(Default, Debug, Clone)]
+pub struct ClassCounters {
+    /// Queue notifications handled (each one is an exit).
+    pub kicks: u64,
+    /// Descriptor chains taken from the available rings.
+    pub requests: u64,
+    pub requests_ok: u64,
+    /// Completed without their data: a denied access or bad input.
+    pub requests_failed: u64,
+    /// Not completed at all: not even the used ring could take them.
+    pub requests_dropped: u64,
+    /// Chains with the wrong directions, sizes or headers.
+    pub malformed_chains: u64,
+    /// Payload bytes the device read from guest memory.
+    pub bytes_read: u64,
+    /// Payload bytes the device wrote to guest memory.
+    pub bytes_written: u64,
+    /// Accesses of this device refused by the host view after a drain.
+    pub violations: u64,
+    /// What the class's own peer saw (datagrams echoed, stream checksums).
+    pub extra: BTreeMap<&'static str, u64>,
+}
+
+impl ClassCounters {
+    pub fn to_json(&self) -> String {
+        let mut fields = vec![
+            ("kicks", self.kicks),
+            ("requests", self.requests),
+            ("requests_ok", self.requests_ok),
+            ("requests_failed", self.requests_failed),
+            ("requests_dropped", self.requests_dropped),
+            ("malformed_chains", self.malformed_chains),
+            ("bytes_read", self.bytes_read),
+            ("bytes_written", self.bytes_written),
+            ("violations", self.violations),
+        ];
+        fields.extend(self.extra.iter().map(|(k, v)| (*k, *v)));
+        let mut s = String::new();
+        push_fields(&mut s, &fields);
+        s
+    }
 }
 
 /// What the fault injector did.
@@ -106,13 +154,27 @@ impl FaultCounters {
     }
 }
 
-/// Joins the three counter sets into one document:
-/// `{"hyp": {...}, "device": {...}, "faults": {...}}`.
-pub fn document(hyp_json: &str, dev: &DeviceCounters, faults: &FaultCounters) -> String {
+/// Joins the counter sets into one document: `{"hyp": {...}, "device":
+/// {...}, "classes": {"net": {...}, ...}, "faults": {...}}`.
+pub fn document(
+    hyp_json: &str,
+    dev: &DeviceCounters,
+    classes: &BTreeMap<&'static str, ClassCounters>,
+    faults: &FaultCounters,
+) -> String {
+    let mut c = String::from("{");
+    for (i, (name, counters)) in classes.iter().enumerate() {
+        if i > 0 {
+            c.push(',');
+        }
+        let _ = write!(c, "\"{name}\":{}", counters.to_json());
+    }
+    c.push('}');
     format!(
-        "{{\"hyp\":{},\"device\":{},\"faults\":{}}}\n",
+        "{{\"hyp\":{},\"device\":{},\"classes\":{},\"faults\":{}}}\n",
         hyp_json,
         dev.to_json(),
+        c,
         faults.to_json()
     )
 }
@@ -136,8 +198,16 @@ mod tests {
             kicks: 3,
             ..Default::default()
         };
-        let doc = document("{\"drains\":1}", &dev, &FaultCounters::default());
+        let mut net = ClassCounters {
+            requests: 2,
+            ..Default::default()
+        };
+        net.extra.insert("udp_echoed", 5);
+        let classes = BTreeMap::from([("net", net)]);
+        let doc = document("{\"drains\":1}", &dev, &classes, &FaultCounters::default());
         assert!(doc.starts_with("{\"hyp\":{\"drains\":1},\"device\":{\"kicks\":3,"));
+        assert!(doc.contains("\"classes\":{\"net\":{\"kicks\":0,\"requests\":2,"));
+        assert!(doc.contains("\"violations\":0,\"udp_echoed\":5}}"));
         assert!(doc.contains("\"faults\":{\"syncs_failed\":0,"));
     }
 }

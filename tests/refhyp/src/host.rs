@@ -15,7 +15,7 @@ use pviommu_reference_hyp::abi::layout::{PAGE_SHIFT, PAGE_SIZE};
 use pviommu_reference_hyp::{Access, Config, ExitKind, GuestRam, Hypervisor, Perm};
 use vm_memory::Permissions;
 
-use crate::counters::{self, DeviceCounters};
+use crate::counters::{self, ClassCounters, DeviceCounters};
 use crate::faults::FaultPlan;
 use crate::guest_ram::RamFile;
 use crate::mailbox;
@@ -29,6 +29,8 @@ pub struct HostInner {
     pub hyp: Hypervisor,
     pub faults: FaultPlan,
     pub dev: DeviceCounters,
+    /// Per class, for the backends other than the disk.
+    pub classes: BTreeMap<&'static str, ClassCounters>,
     /// Pages the device reached, and whether it wrote them: the adversary
     /// comes back to them once the guest has unshared them.
     touched: BTreeMap<u64, bool>,
@@ -69,6 +71,7 @@ impl Host {
                 hyp,
                 faults,
                 dev: DeviceCounters::default(),
+                classes: BTreeMap::new(),
                 touched: BTreeMap::new(),
             }),
         }
@@ -100,10 +103,14 @@ impl Host {
     }
 
     /// A queue notification: an exit, so the ring is drained before the
-    /// device looks at the queue.
-    pub fn on_queue_kick(&self) {
+    /// device looks at the queue. `class` names a backend other than the
+    /// disk, whose own counters count the kick too.
+    pub fn on_queue_kick(&self, class: Option<&'static str>) {
         let mut g = self.lock();
         g.dev.kicks += 1;
+        if let Some(c) = class {
+            g.class(c).kicks += 1;
+        }
         g.hyp.record_exit(ExitKind::QueueKick);
         let delay = g.faults.drain_delay();
         if !delay.is_zero() {
@@ -119,8 +126,15 @@ impl Host {
     /// Checks one device access to guest memory against the host view.
     ///
     /// On a miss the state machine drains the ring once (the host faulted);
-    /// a miss after that is a violation, counted and logged.
-    pub fn check(&self, gpa: u64, len: usize, perm: Permissions) -> bool {
+    /// a miss after that is a violation, counted (in `device.violations`,
+    /// and per class for the backends other than the disk) and logged.
+    pub fn check(
+        &self,
+        class: Option<&'static str>,
+        gpa: u64,
+        len: usize,
+        perm: Permissions,
+    ) -> bool {
         if len == 0 {
             return true;
         }
@@ -139,7 +153,11 @@ impl Host {
             }
             Err(_) => {
                 g.dev.violations += 1;
-                log::warn!("violation: device {access:?} of {len} bytes at gpa {gpa:#x} denied");
+                if let Some(c) = class {
+                    g.class(c).violations += 1;
+                }
+                let who = class.unwrap_or("blk");
+                log::warn!("violation: {who} {access:?} of {len} bytes at gpa {gpa:#x} denied");
                 false
             }
         }
@@ -210,6 +228,18 @@ impl Host {
     /// The counters document: state machine, device and fault injector.
     pub fn counters_json(&self) -> String {
         let g = self.lock();
-        counters::document(&g.hyp.counters().to_json(), &g.dev, &g.faults.counters)
+        counters::document(
+            &g.hyp.counters().to_json(),
+            &g.dev,
+            &g.classes,
+            &g.faults.counters,
+        )
+    }
+}
+
+impl HostInner {
+    /// The counters of one backend class, created on first use.
+    pub fn class(&mut self, name: &'static str) -> &mut ClassCounters {
+        self.classes.entry(name).or_default()
     }
 }

@@ -7,6 +7,7 @@
 
 mod blk;
 mod checked_memory;
+mod device;
 mod cli;
 mod counters;
 mod faults;

@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! What every enforcing vhost-user backend shares: the guest memory QEMU
+//! announced, the walk of a queue through `CheckedMemory`, the feature
+//! bits QEMU's `iommu_platform=on` needs, the config space and the
+//! counters.
+//!
+//! `vhost-user-backend`'s `VringState` keeps a raw `GuestMemoryAtomic` and
+//! uses it in its own `add_used()`, `enable_notification()` and
+//! `needs_notification()`; the backends never call those. They call the
+//! generic `virtio_queue::QueueT` methods with a `CheckedMemory` instead,
+//! so the rings are as checked as the buffers, and event suppression is
+//! not offered (nothing would look at the flags unchecked).
+
+use std::sync::{Arc, Mutex};
+
+use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
+use vhost_user_backend::{VringMutex, VringT};
+use virtio_bindings::virtio_config::{VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1};
+use virtio_queue::{DescriptorChain, Queue, QueueT};
+use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+
+use crate::checked_memory::CheckedMemory;
+use crate::counters::ClassCounters;
+use crate::host::{Host, HostInner};
+
+pub type Gm = GuestMemoryAtomic<GuestMemoryMmap<()>>;
+
+/// A descriptor chain as the backends see it: every access checked.
+pub type Chain<'a> = DescriptorChain<&'a CheckedMemory<'a>>;
+
+/// Features every backend offers. ACCESS_PLATFORM: QEMU's
+/// `iommu_platform=on` insists on it, so the guest must go through its
+/// DMA API (and so through the pviommu).
+pub const BASE_FEATURES: u64 = (1 << VIRTIO_F_VERSION_1)
+    | (1 << VIRTIO_F_ACCESS_PLATFORM)
+    | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
+
+/// Protocol features every backend offers. REPLY_ACK and BACKEND_REQ:
+/// QEMU requires both before it accepts ACCESS_PLATFORM ("IOMMU support
+/// requires reply-ack and slave-req").
+pub fn base_protocol_features() -> VhostUserProtocolFeatures {
+    VhostUserProtocolFeatures::REPLY_ACK | VhostUserProtocolFeatures::BACKEND_REQ
+}
+
+/// Where a request ended.
+pub enum Completion {
+    /// Put the head on the used ring with this length.
+    Used(u32),
+    /// Leave the request uncompleted (nothing trustworthy to answer with).
+    Dropped,
+}
+
+/// `size` bytes of a config space from `offset`, zero past its end.
+pub fn config_slice(space: &[u8], offset: u32, size: u32) -> Vec<u8> {
+    let mut out = vec![0u8; size as usize];
+    let start = (offset as usize).min(space.len());
+    let end = start.saturating_add(size as usize).min(space.len());
+    out[..end - start].copy_from_slice(&space[start..end]);
+    out
+}
+
+/// FNV-1a, 32 bits: the stream checksum the guest tools print too.
+pub fn fnv1a(mut h: u32, data: &[u8]) -> u32 {
+    for &b in data {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// FNV-1a's offset basis, the checksum of no bytes.
+pub const FNV_INIT: u32 = 0x811c_9dc5;
+
+/// The state every backend keeps beside its own.
+pub struct DeviceCore {
+    pub host: Arc<Host>,
+    /// Log prefix, and the class counters' name (`None` for the disk,
+    /// which keeps its own counters).
+    name: &'static str,
+    class: Option<&'static str>,
+    mem: Mutex<Option<Gm>>,
+    /// Ring addresses last logged per queue, to log each layout once.
+    layouts: Mutex<Vec<Option<[u64; 4]>>>,
+}
+
+impl DeviceCore {
+    pub fn new(host: Arc<Host>, name: &'static str, class: bool, queues: usize) -> DeviceCore {
+        DeviceCore {
+            host,
+            name,
+            class: class.then_some(name),
+            mem: Mutex::new(None),
+            layouts: Mutex::new(vec![None; queues]),
+        }
+    }
+
+    pub fn update_memory(&self, mem: Gm) {
+        *self.mem.lock().unwrap_or_else(|e| e.into_inner()) = Some(mem);
+    }
+
+    /// Counts into this class's counters.
+    pub fn count(&self, f: impl FnOnce(&mut ClassCounters)) {
+        if let Some(c) = self.class {
+            f(self.host.lock().class(c));
+        }
+    }
+
+    /// Counts into the host's state (the disk's counters live there).
+    pub fn count_host(&self, f: impl FnOnce(&mut HostInner)) {
+        f(&mut self.host.lock());
+    }
+
+    /// A queue notification: an exit, so the ring is drained first.
+    pub fn kick(&self) {
+        self.host.on_queue_kick(self.class);
+    }
+
+    /// Logs where a queue's rings are, once per layout: with the RAM file
+    /// this is enough to inspect a stuck queue from outside.
+    fn log_layout(&self, index: usize, q: &Queue) {
+        let layout = [
+            q.desc_table(),
+            q.avail_ring(),
+            q.used_ring(),
+            u64::from(q.size()),
+        ];
+        let mut layouts = self.layouts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = layouts.get_mut(index) {
+            if *slot != Some(layout) {
+                *slot = Some(layout);
+                log::info!(
+                    "{}: queue {index}: desc {:#x} avail {:#x} used {:#x} size {}",
+                    self.name,
+                    layout[0],
+                    layout[1],
+                    layout[2],
+                    layout[3]
+                );
+            }
+        }
+    }
+
+    /// Serves queue `index`: while `want(state)`, pops a chain, hands it
+    /// to `process` and puts it on the used ring as `process` says; then
+    /// signals the guest once. Returns the number of chains completed.
+    ///
+    /// A queue that is not ready (not yet set up, or stopped by
+    /// `GET_VRING_BASE` before the guest frees its rings) is not touched.
+    pub fn serve_queue<S>(
+        &self,
+        index: usize,
+        vring: &VringMutex<Gm>,
+        state: &mut S,
+        mut want: impl FnMut(&S) -> bool,
+        mut process: impl FnMut(&mut S, Chain<'_>, &CheckedMemory) -> Completion,
+    ) -> usize {
+        let Some(gm) = self.mem.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+            return 0;
+        };
+        let guard = gm.memory();
+        let mem = CheckedMemory::new(&guard, &self.host, self.class);
+        let mut vstate = vring.get_mut();
+        if !vstate.get_queue().ready() {
+            return 0;
+        }
+        self.log_layout(index, vstate.get_queue());
+        let mut completed = 0;
+        while want(state) {
+            let Some(chain) = vstate.get_queue_mut().pop_descriptor_chain(&mem) else {
+                break;
+            };
+            let head = chain.head_index();
+            match process(state, chain, &mem) {
+                Completion::Used(len) => {
+                    // The used ring is device-written memory: checked too.
+                    if let Err(e) = vstate.get_queue_mut().add_used(&mem, head, len) {
+                        log::warn!("{}: used ring not writable: {e}", self.name);
+                        self.count(|c| c.requests_dropped += 1);
+                        break;
+                    }
+                    completed += 1;
+                }
+                Completion::Dropped => {}
+            }
+        }
+        if completed > 0 {
+            if let Err(e) = vstate.signal_used_queue() {
+                log::warn!("{}: cannot signal the guest: {e}", self.name);
+            }
+        }
+        completed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_slice_pads_and_clamps() {
+        assert_eq!(config_slice(&[1, 2, 3], 1, 4), vec![2, 3, 0, 0]);
+        assert_eq!(config_slice(&[1, 2, 3], 9, 2), vec![0, 0]);
+        assert_eq!(config_slice(&[1, 2, 3], u32::MAX, 1), vec![0]);
+    }
+
+    #[test]
+    fn fnv1a_known_values() {
+        assert_eq!(fnv1a(FNV_INIT, b""), 0x811c_9dc5);
+        assert_eq!(fnv1a(FNV_INIT, b"a"), 0xe40c_292c);
+        assert_eq!(fnv1a(fnv1a(FNV_INIT, b"fo"), b"obar"), 0xbf9c_f968);
+    }
+}
