@@ -21,6 +21,15 @@ pub struct Options {
     pub blk_socket: Option<PathBuf>,
     pub blk_image: Option<PathBuf>,
     pub blk_queues: u16,
+    /// vhost-user sockets of the other backends, each optional.
+    pub net_socket: Option<PathBuf>,
+    pub vsock_socket: Option<PathBuf>,
+    /// The guest's CID, in the vsock device's config space.
+    pub vsock_cid: u64,
+    pub rng_socket: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    /// Where the console's output goes (with `--console-socket`).
+    pub console_out: Option<PathBuf>,
     pub adversarial: bool,
     pub fail_syncs: u64,
     pub fail_unshares: u64,
@@ -39,6 +48,8 @@ pub const USAGE: &str = "\
 usage: pviommu-refhyp --ram-file PATH --ram-size SIZE --ivshmem-socket PATH
                       [--ivshmem-size SIZE] [--ivshmem-vectors N]
                       [--blk-socket PATH --blk-image FILE] [--blk-queues N]
+                      [--net-socket PATH] [--vsock-socket PATH] [--vsock-cid N]
+                      [--rng-socket PATH] [--console-socket PATH --console-out FILE]
                       [--adversarial] [--fail-syncs N] [--fail-unshares N]
                       [--busy-syncs N] [--busy-unshares N]
                       [--partial-unshare PAGES] [--drain-delay-ms N]
@@ -78,6 +89,12 @@ impl Options {
             blk_socket: None,
             blk_image: None,
             blk_queues: 1,
+            net_socket: None,
+            vsock_socket: None,
+            vsock_cid: 3,
+            rng_socket: None,
+            console_socket: None,
+            console_out: None,
             adversarial: false,
             fail_syncs: 0,
             fail_unshares: 0,
@@ -118,6 +135,12 @@ impl Options {
                                 .try_into()
                                 .map_err(|_| format!("{opt}: too many queues"))?
                         }
+                        "--net-socket" => o.net_socket = Some(PathBuf::from(val)),
+                        "--vsock-socket" => o.vsock_socket = Some(PathBuf::from(val)),
+                        "--vsock-cid" => o.vsock_cid = parse_num(&opt, &val)?,
+                        "--rng-socket" => o.rng_socket = Some(PathBuf::from(val)),
+                        "--console-socket" => o.console_socket = Some(PathBuf::from(val)),
+                        "--console-out" => o.console_out = Some(PathBuf::from(val)),
                         "--fail-syncs" => o.fail_syncs = parse_num(&opt, &val)?,
                         "--fail-unshares" => o.fail_unshares = parse_num(&opt, &val)?,
                         "--busy-syncs" => o.busy_syncs = parse_num(&opt, &val)?,
@@ -147,6 +170,14 @@ impl Options {
         }
         if o.blk_socket.is_some() != o.blk_image.is_some() {
             return Err("--blk-socket and --blk-image go together".into());
+        }
+        if o.console_socket.is_some() != o.console_out.is_some() {
+            return Err("--console-socket and --console-out go together".into());
+        }
+        // 0, 1 and 2 are the hypervisor, local and host addresses;
+        // u32::MAX is VMADDR_CID_ANY, and CIDs above it are reserved.
+        if !(3..u64::from(u32::MAX)).contains(&o.vsock_cid) {
+            return Err("--vsock-cid must be at least 3 and below 2^32 - 1".into());
         }
         if o.partial_unshare == Some(0) {
             return Err("--partial-unshare must be at least 1 page".into());
@@ -184,6 +215,24 @@ mod tests {
         assert!(o.adversarial && !o.enforce);
         assert_eq!((o.fail_syncs, o.partial_unshare), (2, Some(3)));
         assert_eq!(o.drain_delay, Duration::from_millis(5));
+        assert_eq!(o.vsock_cid, 3);
+    }
+
+    #[test]
+    fn device_sockets() {
+        let o = Options::parse(args(
+            "--ram-file f --ram-size 1M --ivshmem-socket s --net-socket n \
+             --vsock-socket v --vsock-cid 7 --rng-socket r --console-socket c \
+             --console-out o",
+        ))
+        .unwrap();
+        assert_eq!(o.net_socket, Some(PathBuf::from("n")));
+        assert_eq!(o.vsock_cid, 7);
+        assert_eq!(o.console_out, Some(PathBuf::from("o")));
+        let base = "--ram-file f --ram-size 1M --ivshmem-socket s";
+        assert!(Options::parse(args(&format!("{base} --console-socket c"))).is_err());
+        assert!(Options::parse(args(&format!("{base} --vsock-cid 2"))).is_err());
+        assert!(Options::parse(args(&format!("{base} --vsock-cid 4294967295"))).is_err());
     }
 
     #[test]

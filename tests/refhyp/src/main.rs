@@ -2,24 +2,29 @@
 //! pviommu reference hypervisor for QEMU.
 //!
 //! Serves the pviommu mailbox over `ivshmem-doorbell`, keeps the host view
-//! with the reference state machine, and serves a vhost-user-blk device
-//! whose every guest memory access is checked against that view.
+//! with the reference state machine, and serves vhost-user devices (blk,
+//! net, vsock, rng, console) whose every guest memory access is checked
+//! against that view.
 
 mod blk;
 mod checked_memory;
-mod device;
 mod cli;
+mod console;
 mod counters;
+mod device;
 mod faults;
 mod guest_ram;
 mod host;
 mod ivshmem_server;
 mod logger;
 mod mailbox;
+mod net;
+mod rng;
 mod shared_region;
 mod signals;
+mod vsock;
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -27,8 +32,9 @@ use std::sync::Arc;
 use std::thread;
 
 use vhost::vhost_user::Listener;
-use vhost_user_backend::VhostUserDaemon;
+use vhost_user_backend::{VhostUserBackend, VhostUserDaemon};
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
+use vmm_sys_util::epoll::EventSet;
 
 use crate::cli::Options;
 use crate::faults::FaultPlan;
@@ -58,29 +64,79 @@ fn start_ivshmem(host: Arc<Host>, o: &Options) -> io::Result<()> {
     Ok(())
 }
 
-fn start_blk(host: Arc<Host>, socket: &Path, image: &Path, queues: u16) -> io::Result<()> {
-    let disk = OpenOptions::new().read(true).write(true).open(image)?;
-    let backend = Arc::new(blk::BlkBackend::new(host, disk, queues)?);
+/// Serves `backend` on `socket` from a thread of its own, one frontend
+/// at a time (a new one may come after a disconnect). `setup` sees the
+/// daemon before it serves, to register extra event sources.
+fn start_backend<B>(
+    name: &'static str,
+    backend: Arc<B>,
+    socket: &Path,
+    setup: impl FnOnce(&VhostUserDaemon<Arc<B>>) -> io::Result<()>,
+) -> io::Result<()>
+where
+    B: VhostUserBackend<Bitmap = ()> + Send + Sync + 'static,
+    B::Vring: Clone + Send + Sync + 'static,
+{
     let mut daemon = VhostUserDaemon::new(
-        "vhost-user-blk".into(),
+        name.into(),
         backend,
         GuestMemoryAtomic::new(GuestMemoryMmap::new()),
     )
-    .map_err(|e| io::Error::other(format!("vhost-user daemon: {e}")))?;
+    .map_err(|e| io::Error::other(format!("{name} daemon: {e}")))?;
+    setup(&daemon)?;
     let mut listener = Listener::new(socket, true).map_err(io::Error::other)?;
     thread::Builder::new()
-        .name("vhost-user-blk".into())
+        .name(name.into())
         .spawn(move || loop {
-            // One frontend at a time; a new one may come after a disconnect.
             if let Err(e) = daemon.start(&mut listener) {
-                log::error!("vhost-user-blk: accept failed: {e}");
+                log::error!("{name}: accept failed: {e}");
                 return;
             }
             match daemon.wait() {
-                Ok(()) => log::info!("vhost-user-blk: frontend disconnected"),
-                Err(e) => log::warn!("vhost-user-blk: connection ended: {e}"),
+                Ok(()) => log::info!("{name}: frontend disconnected"),
+                Err(e) => log::warn!("{name}: connection ended: {e}"),
             }
         })?;
+    Ok(())
+}
+
+fn no_setup<B: VhostUserBackend>(_: &VhostUserDaemon<Arc<B>>) -> io::Result<()> {
+    Ok(())
+}
+
+fn start_devices(host: &Arc<Host>, o: &Options) -> io::Result<()> {
+    if let (Some(sock), Some(img)) = (&o.blk_socket, &o.blk_image) {
+        let disk = OpenOptions::new().read(true).write(true).open(img)?;
+        let backend = Arc::new(blk::BlkBackend::new(host.clone(), disk, o.blk_queues)?);
+        start_backend("vhost-user-blk", backend, sock, no_setup)?;
+    }
+    if let Some(sock) = &o.net_socket {
+        let backend = Arc::new(net::NetBackend::new(host.clone())?);
+        let timer = backend.timer_fd();
+        start_backend("vhost-user-net", backend, sock, |daemon| {
+            // The peer's timer: the same thread as the queues, so the
+            // peer never runs concurrently with itself.
+            for h in daemon.get_epoll_handlers() {
+                h.register_listener(timer, EventSet::IN, net::TIMER_EVENT)?;
+            }
+            Ok(())
+        })?;
+    }
+    if let Some(sock) = &o.vsock_socket {
+        let backend = Arc::new(vsock::VsockBackend::new(host.clone(), o.vsock_cid));
+        start_backend("vhost-user-vsock", backend, sock, no_setup)?;
+    }
+    if let Some(sock) = &o.rng_socket {
+        let backend = Arc::new(rng::RngBackend::new(host.clone())?);
+        start_backend("vhost-user-rng", backend, sock, no_setup)?;
+    }
+    if let (Some(sock), Some(out)) = (&o.console_socket, &o.console_out) {
+        let backend = Arc::new(console::ConsoleBackend::new(
+            host.clone(),
+            File::create(out)?,
+        ));
+        start_backend("vhost-user-console", backend, sock, no_setup)?;
+    }
     Ok(())
 }
 
@@ -109,9 +165,7 @@ fn run(o: Options) -> io::Result<()> {
     };
     let host = Arc::new(Host::new(ram, shm, faults, o.enforce, o.adversarial));
     start_ivshmem(host.clone(), &o)?;
-    if let (Some(sock), Some(img)) = (&o.blk_socket, &o.blk_image) {
-        start_blk(host.clone(), sock, img, o.blk_queues)?;
-    }
+    start_devices(&host, &o)?;
     if !o.enforce {
         log::warn!("--no-enforce: device accesses are not checked");
     }
@@ -124,9 +178,16 @@ fn run(o: Options) -> io::Result<()> {
         write_counters(&host, o.counters.as_ref());
     }
     write_counters(&host, o.counters.as_ref());
-    for p in [Some(&o.ivshmem_socket), o.blk_socket.as_ref()]
-        .into_iter()
-        .flatten()
+    for p in [
+        Some(&o.ivshmem_socket),
+        o.blk_socket.as_ref(),
+        o.net_socket.as_ref(),
+        o.vsock_socket.as_ref(),
+        o.rng_socket.as_ref(),
+        o.console_socket.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
     {
         let _ = std::fs::remove_file(p);
     }
