@@ -37,7 +37,7 @@ pub struct ConsoleBackend {
 impl ConsoleBackend {
     pub fn new(host: Arc<Host>, out: File) -> ConsoleBackend {
         ConsoleBackend {
-            core: DeviceCore::new(host, "console", true, 2),
+            core: DeviceCore::new(host, "console", true, 2).declare(&["checksum"]),
             out: Mutex::new(Output {
                 file: out,
                 checksum: FNV_INIT,

@@ -85,6 +85,10 @@ pub struct DeviceCore {
 
 impl DeviceCore {
     pub fn new(host: Arc<Host>, name: &'static str, class: bool, queues: usize) -> DeviceCore {
+        if class {
+            // Listed in the counters from the start, used or not.
+            host.lock().class(name);
+        }
         DeviceCore {
             host,
             name,
@@ -92,6 +96,16 @@ impl DeviceCore {
             mem: Mutex::new(None),
             layouts: Mutex::new(vec![None; queues]),
         }
+    }
+
+    /// Lists the class's own counters from the start, at zero.
+    pub fn declare(self, keys: &[&'static str]) -> DeviceCore {
+        self.count(|c| {
+            for k in keys {
+                c.extra.entry(k).or_default();
+            }
+        });
+        self
     }
 
     pub fn update_memory(&self, mem: Gm) {

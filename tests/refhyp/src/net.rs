@@ -57,7 +57,12 @@ impl NetBackend {
         timer.reset(TICK, Some(TICK))?;
         let timer_fd = timer.as_raw_fd();
         Ok(NetBackend {
-            core: DeviceCore::new(host, "net", true, NUM_QUEUES),
+            core: DeviceCore::new(host, "net", true, NUM_QUEUES).declare(&[
+                "udp_echoed",
+                "tcp_connections",
+                "tcp_last_bytes",
+                "tcp_last_checksum",
+            ]),
             peer: Mutex::new(Peer::new()),
             timer: Mutex::new(timer),
             timer_fd,

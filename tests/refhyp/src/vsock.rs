@@ -141,7 +141,12 @@ fn reply(to: &Hdr, op: u16, guest_cid: u64) -> Hdr {
 impl VsockBackend {
     pub fn new(host: Arc<Host>, guest_cid: u64) -> VsockBackend {
         VsockBackend {
-            core: DeviceCore::new(host, "vsock", true, NUM_QUEUES),
+            core: DeviceCore::new(host, "vsock", true, NUM_QUEUES).declare(&[
+                "connections",
+                "streams",
+                "last_stream_bytes",
+                "last_stream_checksum",
+            ]),
             guest_cid,
             state: Mutex::new(State::default()),
         }

@@ -6,6 +6,7 @@
 mod support;
 
 use support::blk::*;
+use support::virtq::{RawDesc, BAR2_GPA, F_NEXT, F_WRITE};
 use support::*;
 
 /// Program, guest after INIT and `share`, and a connected driver.

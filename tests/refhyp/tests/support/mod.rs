@@ -5,11 +5,12 @@
 //! would (the client side of the ivshmem server protocol), write the pviommu
 //! table, ring and mailbox bytes straight into the RAM and shared-memory
 //! files, ring the doorbell through the eventfd QEMU would write, and drive
-//! the vhost-user-blk backend through the `vhost` crate's frontend.
+//! the vhost-user backends through the `vhost` crate's frontend.
 
 #![allow(dead_code)]
 
 pub mod blk;
+pub mod virtq;
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader};
@@ -92,6 +93,12 @@ pub struct Refhyp {
     pub blk_path: PathBuf,
     pub disk_path: PathBuf,
     pub counters_path: PathBuf,
+    pub net_path: PathBuf,
+    pub vsock_path: PathBuf,
+    pub rng_path: PathBuf,
+    pub console_path: PathBuf,
+    /// What the console backend writes.
+    pub console_out: PathBuf,
 }
 
 impl Refhyp {
@@ -107,6 +114,13 @@ impl Refhyp {
             r("blk.sock"),
             r("counters.json"),
         );
+        let (net_path, vsock_path, rng_path, console_path, console_out) = (
+            r("net.sock"),
+            r("vsock.sock"),
+            r("rng.sock"),
+            r("console.sock"),
+            r("console.out"),
+        );
         let mut child = Command::new(env!("CARGO_BIN_EXE_pviommu-refhyp"))
             .arg("--ram-file")
             .arg(&ram_path)
@@ -120,6 +134,16 @@ impl Refhyp {
             .arg(&disk_path)
             .arg("--counters")
             .arg(&counters_path)
+            .arg("--net-socket")
+            .arg(&net_path)
+            .arg("--vsock-socket")
+            .arg(&vsock_path)
+            .arg("--rng-socket")
+            .arg(&rng_path)
+            .arg("--console-socket")
+            .arg(&console_path)
+            .arg("--console-out")
+            .arg(&console_out)
             .args(extra)
             .stdout(Stdio::piped())
             .spawn()
@@ -137,6 +161,11 @@ impl Refhyp {
             blk_path,
             disk_path,
             counters_path,
+            net_path,
+            vsock_path,
+            rng_path,
+            console_path,
+            console_out,
         }
     }
 
@@ -173,7 +202,16 @@ impl Refhyp {
         let status = self.child.wait().unwrap();
         assert!(status.success(), "refhyp exited with {status}");
         assert!(!self.ram_path.exists(), "RAM file left behind");
-        assert!(!self.ivshmem_path.exists() && !self.blk_path.exists());
+        for p in [
+            &self.ivshmem_path,
+            &self.blk_path,
+            &self.net_path,
+            &self.vsock_path,
+            &self.rng_path,
+            &self.console_path,
+        ] {
+            assert!(!p.exists(), "{} left behind", p.display());
+        }
         Counters(std::fs::read_to_string(&self.counters_path).unwrap())
     }
 }

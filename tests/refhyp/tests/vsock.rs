@@ -1,0 +1,325 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The vhost-user-vsock backend and its echo peer under the host view:
+//! connections, echo and credit when the guest shares properly;
+//! violations that fail a packet without losing the echo's data, refused
+//! ports and malformed packets when it does not.
+
+mod support;
+
+use std::collections::HashMap;
+
+use support::virtq::*;
+use support::*;
+
+const RXQ: usize = 0;
+const TXQ: usize = 1;
+const GUEST_CID: u64 = 3;
+const HOST_CID: u64 = 2;
+const ECHO_PORT: u32 = 1234;
+const OP_REQUEST: u16 = 1;
+const OP_RESPONSE: u16 = 2;
+const OP_RST: u16 = 3;
+const OP_SHUTDOWN: u16 = 4;
+const OP_RW: u16 = 5;
+const OP_CREDIT_UPDATE: u16 = 6;
+const TX_HDR: u64 = BUF_GPA;
+const TX_DATA: u64 = BUF_GPA + 0x1000;
+/// Private: never shared.
+const PRIVATE: u64 = BUF_GPA + 0x8000;
+const RX_BUFS: u64 = BUF_GPA + 0x1_0000;
+const RX_BUF_SIZE: u32 = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Hdr {
+    src_cid: u64,
+    dst_cid: u64,
+    src_port: u32,
+    dst_port: u32,
+    len: u32,
+    op: u16,
+    flags: u32,
+    buf_alloc: u32,
+    fwd_cnt: u32,
+}
+
+impl Hdr {
+    fn to_guest(op: u16, port: u32) -> Hdr {
+        Hdr {
+            src_cid: GUEST_CID,
+            dst_cid: HOST_CID,
+            src_port: port,
+            dst_port: ECHO_PORT,
+            len: 0,
+            op,
+            flags: 0,
+            buf_alloc: 64 << 10,
+            fwd_cnt: 0,
+        }
+    }
+
+    fn bytes(&self) -> [u8; 44] {
+        let mut b = [0u8; 44];
+        b[0..8].copy_from_slice(&self.src_cid.to_le_bytes());
+        b[8..16].copy_from_slice(&self.dst_cid.to_le_bytes());
+        b[16..20].copy_from_slice(&self.src_port.to_le_bytes());
+        b[20..24].copy_from_slice(&self.dst_port.to_le_bytes());
+        b[24..28].copy_from_slice(&self.len.to_le_bytes());
+        b[28..30].copy_from_slice(&1u16.to_le_bytes());
+        b[30..32].copy_from_slice(&self.op.to_le_bytes());
+        b[32..36].copy_from_slice(&self.flags.to_le_bytes());
+        b[36..40].copy_from_slice(&self.buf_alloc.to_le_bytes());
+        b[40..44].copy_from_slice(&self.fwd_cnt.to_le_bytes());
+        b
+    }
+
+    fn parse(b: &[u8]) -> Hdr {
+        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+        Hdr {
+            src_cid: u64::from_le_bytes(b[0..8].try_into().unwrap()),
+            dst_cid: u64::from_le_bytes(b[8..16].try_into().unwrap()),
+            src_port: u32_at(16),
+            dst_port: u32_at(20),
+            len: u32_at(24),
+            op: u16::from_le_bytes(b[30..32].try_into().unwrap()),
+            flags: u32_at(32),
+            buf_alloc: u32_at(36),
+            fwd_cnt: u32_at(40),
+        }
+    }
+}
+
+struct Vsock {
+    h: Refhyp,
+    g: Guest,
+    d: VirtioDriver,
+    /// Receive buffers by head index.
+    rx: HashMap<u32, u64>,
+    next_rx: u64,
+}
+
+impl Vsock {
+    fn start(tag: &str, share: impl FnOnce(&mut Guest)) -> Vsock {
+        let (h, g, d) = start(tag, &[], |h| &h.vsock_path, 3, 64, share);
+        Vsock {
+            h,
+            g,
+            d,
+            rx: HashMap::new(),
+            next_rx: 0,
+        }
+    }
+
+    /// Shares the rings, the transmit pages and 16 receive buffers.
+    fn share_all(g: &mut Guest) {
+        VirtioDriver::share_rings(g, 3);
+        g.share_range(TX_HDR, 2 * PAGE, PERM_READ);
+        g.share_range(RX_BUFS, 16 * PAGE, PERM_RW);
+    }
+
+    /// Posts a receive buffer at `addr`, or the next of the shared ones.
+    fn post_rx(&mut self, addr: Option<u64>) {
+        let addr = addr.unwrap_or_else(|| {
+            let a = RX_BUFS + (self.next_rx % 16) * PAGE;
+            self.next_rx += 1;
+            a
+        });
+        let head = self.d.queues[RXQ].offer(&self.g, &[(addr, RX_BUF_SIZE, true)]);
+        self.rx.insert(u32::from(head), addr);
+        self.d.queues[RXQ].kick();
+    }
+
+    /// Sends a packet: header descriptor, then `data` at `data_at`.
+    fn send_at(&mut self, mut hdr: Hdr, data: &[u8], data_at: u64) {
+        hdr.len = data.len() as u32;
+        self.g.write(TX_HDR, &hdr.bytes());
+        let mut chain = vec![(TX_HDR, 44, false)];
+        if !data.is_empty() {
+            self.g.write(data_at, data);
+            chain.push((data_at, data.len() as u32, false));
+        }
+        let q = &mut self.d.queues[TXQ];
+        q.offer(&self.g, &chain);
+        q.kick();
+        assert_eq!(q.wait_used(&self.g).1, 0);
+    }
+
+    fn send(&mut self, hdr: Hdr, data: &[u8]) {
+        self.send_at(hdr, data, TX_DATA);
+    }
+
+    /// The next used receive buffer: (used length, header, payload).
+    fn recv(&mut self) -> (u32, Option<Hdr>, Vec<u8>) {
+        let (id, len) = self.d.queues[RXQ].wait_used(&self.g);
+        let addr = self.rx[&id];
+        if len < 44 {
+            return (len, None, Vec::new());
+        }
+        let hdr = Hdr::parse(&self.g.read(addr, 44));
+        let data = self.g.read(addr + 44, hdr.len as usize);
+        assert_eq!(len, 44 + hdr.len);
+        (len, Some(hdr), data)
+    }
+
+    fn recv_hdr(&mut self) -> Hdr {
+        self.recv().1.expect("a packet")
+    }
+
+    /// REQUEST from `port`, RESPONSE back.
+    fn connect(&mut self, port: u32) {
+        self.send(Hdr::to_guest(OP_REQUEST, port), &[]);
+        let r = self.recv_hdr();
+        assert_eq!(
+            (r.op, r.src_cid, r.dst_cid),
+            (OP_RESPONSE, HOST_CID, GUEST_CID)
+        );
+        assert_eq!((r.src_port, r.dst_port), (ECHO_PORT, port));
+        assert!(r.buf_alloc > 0);
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(37) ^ seed)
+        .collect()
+}
+
+fn fnv1a(data: &[u8]) -> u64 {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in data {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    u64::from(h)
+}
+
+#[test]
+fn echo_round_trip_and_clean_close() {
+    let mut v = Vsock::start("echo", Vsock::share_all);
+    for _ in 0..8 {
+        v.post_rx(None);
+    }
+    v.connect(5000);
+    let data = pattern(3000, 1);
+    v.send(Hdr::to_guest(OP_RW, 5000), &data);
+    let (_, hdr, echo) = v.recv();
+    let hdr = hdr.unwrap();
+    assert_eq!(hdr.op, OP_RW);
+    assert_eq!(echo, data);
+    assert_eq!(hdr.fwd_cnt, 3000, "the echoed bytes are consumed");
+    // The guest is done sending: the echo shuts down, the guest resets.
+    let mut shut = Hdr::to_guest(OP_SHUTDOWN, 5000);
+    shut.flags = 2;
+    v.send(shut, &[]);
+    let r = v.recv_hdr();
+    assert_eq!((r.op, r.flags), (OP_SHUTDOWN, 3));
+    v.send(Hdr::to_guest(OP_RST, 5000), &[]);
+    let c = v.h.counters();
+    assert_eq!(c.get("vsock", "streams"), 1);
+    assert_eq!(c.get("vsock", "last_stream_bytes"), 3000);
+    assert_eq!(c.get("vsock", "last_stream_checksum"), fnv1a(&data));
+    assert_eq!(c.get("vsock", "bytes_read"), 3000);
+    assert_eq!(c.get("vsock", "bytes_written"), 3000);
+    assert_eq!(c.get("vsock", "violations"), 0);
+    v.h.stop();
+}
+
+#[test]
+fn other_ports_and_addresses_are_reset() {
+    let mut v = Vsock::start("refused", Vsock::share_all);
+    for _ in 0..4 {
+        v.post_rx(None);
+    }
+    let mut req = Hdr::to_guest(OP_REQUEST, 5000);
+    req.dst_port = 99;
+    v.send(req, &[]);
+    assert_eq!(v.recv_hdr().op, OP_RST);
+    // A packet claiming another source CID.
+    let mut spoof = Hdr::to_guest(OP_REQUEST, 5001);
+    spoof.src_cid = 77;
+    v.send(spoof, &[]);
+    let r = v.recv_hdr();
+    assert_eq!((r.op, r.dst_cid), (OP_RST, GUEST_CID));
+    // Data on a connection that does not exist.
+    v.send(Hdr::to_guest(OP_RW, 5002), b"stray");
+    assert_eq!(v.recv_hdr().op, OP_RST);
+    let c = v.h.stop();
+    assert_eq!(c.get("vsock", "connections"), 0);
+}
+
+#[test]
+fn credit_limits_the_echo() {
+    let mut v = Vsock::start("credit", Vsock::share_all);
+    for _ in 0..8 {
+        v.post_rx(None);
+    }
+    let mut req = Hdr::to_guest(OP_REQUEST, 6000);
+    req.buf_alloc = 1000;
+    v.send(req, &[]);
+    assert_eq!(v.recv_hdr().op, OP_RESPONSE);
+    let data = pattern(3000, 2);
+    let mut rw = Hdr::to_guest(OP_RW, 6000);
+    rw.buf_alloc = 1000;
+    v.send(rw, &data);
+    let (_, _, first) = v.recv();
+    assert_eq!(first, data[..1000], "only the guest's credit");
+    // The guest consumed it: the rest follows, within the credit again.
+    let mut credit = Hdr::to_guest(OP_CREDIT_UPDATE, 6000);
+    credit.buf_alloc = 1000;
+    credit.fwd_cnt = 1000;
+    v.send(credit, &[]);
+    let (_, _, second) = v.recv();
+    assert_eq!(second, data[1000..2000]);
+    v.h.stop();
+}
+
+#[test]
+fn unshared_receive_buffer_fails_and_loses_nothing() {
+    let mut v = Vsock::start("rxdenied", Vsock::share_all);
+    v.post_rx(Some(PRIVATE));
+    v.send(Hdr::to_guest(OP_REQUEST, 7000), &[]);
+    let (len, hdr, _) = v.recv();
+    assert_eq!((len, hdr), (0, None), "a private buffer comes back empty");
+    assert_eq!(v.g.read(PRIVATE, 44), vec![0; 44], "and untouched");
+    v.post_rx(None);
+    let r = v.recv_hdr();
+    assert_eq!(r.op, OP_RESPONSE, "the response waited for a shared buffer");
+    let c = v.h.stop();
+    assert_eq!(c.get("vsock", "violations"), 1);
+    assert_eq!(c.get("vsock", "requests_failed"), 1);
+}
+
+#[test]
+fn unshared_transmit_data_is_a_violation_and_not_echoed() {
+    let mut v = Vsock::start("txdenied", Vsock::share_all);
+    for _ in 0..8 {
+        v.post_rx(None);
+    }
+    v.connect(8000);
+    v.send_at(Hdr::to_guest(OP_RW, 8000), b"secret", PRIVATE);
+    v.send(Hdr::to_guest(OP_RW, 8000), b"public");
+    let (_, _, echo) = v.recv();
+    assert_eq!(echo, b"public");
+    let c = v.h.stop();
+    assert_eq!(c.get("vsock", "violations"), 1);
+    assert_eq!(c.get("vsock", "bytes_read"), 6);
+}
+
+#[test]
+fn malformed_packets_are_counted() {
+    let mut v = Vsock::start("malformed", Vsock::share_all);
+    // A header that promises more payload than the chain has.
+    let mut h = Hdr::to_guest(OP_RW, 9000);
+    h.len = 4096;
+    v.g.write(TX_HDR, &h.bytes());
+    let q = &mut v.d.queues[TXQ];
+    q.offer(&v.g, &[(TX_HDR, 44, false), (TX_DATA, 16, false)]);
+    // A chain shorter than a header.
+    q.offer(&v.g, &[(TX_HDR, 20, false)]);
+    q.kick();
+    q.wait_used(&v.g);
+    q.wait_used(&v.g);
+    assert!(v.h.alive());
+    let c = v.h.stop();
+    assert_eq!(c.get("vsock", "malformed_chains"), 2);
+    assert_eq!(c.get("vsock", "violations"), 0);
+}
