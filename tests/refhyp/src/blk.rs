@@ -14,7 +14,6 @@ use std::sync::Arc;
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
 use vhost_user_backend::{VhostUserBackend, VringMutex};
 use virtio_bindings::virtio_blk::*;
-use virtio_bindings::virtio_ring::VIRTIO_RING_F_INDIRECT_DESC;
 use virtio_queue::desc::split::Descriptor;
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::epoll::EventSet;
@@ -248,11 +247,11 @@ impl VhostUserBackend for BlkBackend {
     }
 
     fn features(&self) -> u64 {
-        // INDIRECT_DESC: Linux sends up to `seg_max` segments in one
-        // request, more than QEMU's default 128-entry queue holds without
-        // indirect tables (virtqueue_add() warns and the request hangs).
+        // INDIRECT_DESC (a base feature) matters here: Linux sends up to
+        // `seg_max` segments in one request, more than QEMU's default
+        // 128-entry queue holds without indirect tables (virtqueue_add()
+        // warns and the request hangs).
         device::BASE_FEATURES
-            | (1 << VIRTIO_RING_F_INDIRECT_DESC)
             | (1 << VIRTIO_BLK_F_SIZE_MAX)
             | (1 << VIRTIO_BLK_F_SEG_MAX)
             | (1 << VIRTIO_BLK_F_BLK_SIZE)

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost_user_backend::{VringMutex, VringT};
 use virtio_bindings::virtio_config::{VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1};
+use virtio_bindings::virtio_ring::VIRTIO_RING_F_INDIRECT_DESC;
 use virtio_queue::{DescriptorChain, Queue, QueueT};
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 
@@ -30,9 +31,12 @@ pub type Chain<'a> = DescriptorChain<&'a CheckedMemory<'a>>;
 
 /// Features every backend offers. ACCESS_PLATFORM: QEMU's
 /// `iommu_platform=on` insists on it, so the guest must go through its
-/// DMA API (and so through the pviommu).
+/// DMA API (and so through the pviommu). INDIRECT_DESC: `virtio-queue`
+/// reads indirect tables through the same `CheckedMemory`. Not
+/// EVENT_IDX (see above).
 pub const BASE_FEATURES: u64 = (1 << VIRTIO_F_VERSION_1)
     | (1 << VIRTIO_F_ACCESS_PLATFORM)
+    | (1 << VIRTIO_RING_F_INDIRECT_DESC)
     | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
 
 /// Protocol features every backend offers. REPLY_ACK and BACKEND_REQ:

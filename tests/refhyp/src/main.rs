@@ -23,6 +23,7 @@ mod rng;
 mod shared_region;
 mod signals;
 mod vsock;
+mod vu_shim;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -113,7 +114,9 @@ fn start_devices(host: &Arc<Host>, o: &Options) -> io::Result<()> {
     if let Some(sock) = &o.net_socket {
         let backend = Arc::new(net::NetBackend::new(host.clone())?);
         let timer = backend.timer_fd();
-        start_backend("vhost-user-net", backend, sock, |daemon| {
+        // QEMU's virtio-net talks to the daemon through the shim.
+        let inner = vu_shim::backend_path(sock);
+        start_backend("vhost-user-net", backend, &inner, |daemon| {
             // The peer's timer: the same thread as the queues, so the
             // peer never runs concurrently with itself.
             for h in daemon.get_epoll_handlers() {
@@ -121,6 +124,7 @@ fn start_devices(host: &Arc<Host>, o: &Options) -> io::Result<()> {
             }
             Ok(())
         })?;
+        vu_shim::start(sock, "vhost-user-net")?;
     }
     if let Some(sock) = &o.vsock_socket {
         let backend = Arc::new(vsock::VsockBackend::new(host.clone(), o.vsock_cid));
@@ -190,6 +194,9 @@ fn run(o: Options) -> io::Result<()> {
     .flatten()
     {
         let _ = std::fs::remove_file(p);
+    }
+    if let Some(p) = &o.net_socket {
+        let _ = std::fs::remove_file(vu_shim::backend_path(p));
     }
     if !o.keep_ram_file {
         let _ = std::fs::remove_file(&o.ram_file);
