@@ -37,6 +37,23 @@ on both the guest's TAP and the hypervisor's counters:
   workload passes;
 - ``busy-sync`` / ``busy-unshare``: the hypervisor answers ``BUSY`` 200
   times; the guest retries and every workload passes;
+- ``devices`` / ``devices-bounce`` / ``devices-sync`` /
+  ``devices-adversarial``: the hypervisor's own enforcing vhost-user
+  backends for virtio-net, -vsock and -rng (``guest-devices/``): UDP
+  datagrams of 64 to 1472 bytes and a TCP stream both ways against the
+  backend's userspace TCP/IP peer, a vsock stream both ways against its
+  echo, entropy reads; every byte compared in the guest, the stream
+  checksums compared with what the peers received, no violation, and
+  per class: requests, bytes, violations and time;
+- ``devices-plain``: those backends with plain virtio (the negative
+  control, as ``plain``): passes only if every class reports violations;
+- ``devices-console``: the same plus the console, an enforcing
+  vhost-user backend too, behind QEMU's generic
+  ``vhost-user-test-device-pci`` (virtio id 3). QEMU 7.2 has no
+  vhost-user console and 10.0 does not let users create the generic
+  device, so this scenario alone runs Debian trixie-backports' QEMU,
+  unpacked into the cache by ``fetch-qemu.sh`` with a private apt
+  configuration and run on its own C library. Not run by default;
 - ``plain``: plain virtio, no ``iommu_platform`` and no mailbox device (so
   no working pviommu in the guest): the guest never shares
   anything, so the hypervisor must report violations (the negative
@@ -85,10 +102,15 @@ GUEST_LIB = "/etc/refhyp/lib.sh"
 
 class Scenario:
     def __init__(self, name, mode=None, iommu=True, flags=(), expect="pass", cmdline="",
-                 scripts="guest", classes=False, ram=RAM):
+                 scripts="guest", classes=False, ram=RAM, devices=(), qemu=None):
         self.name = name
         # Guest RAM (QEMU's -m syntax).
         self.ram = ram
+        # The hypervisor's own enforcing backends this scenario adds (see
+        # ``DEVICE_IDS``), with the workloads of guest-devices/.
+        self.devices = tuple(devices)
+        # Another QEMU for this scenario ("trixie": see fetch-qemu.sh).
+        self.qemu = qemu
         # Also give the guest QEMU's own virtio-net, -console, -rng, -scsi
         # and 9p devices (see ``ClassDevices``).
         self.classes = classes
@@ -104,6 +126,12 @@ class Scenario:
         self.expect = expect
 
 
+# Virtio device ids of the enforcing backends beside the disk.
+DEVICE_IDS = {"net": 1, "console": 3, "rng": 4, "vsock": 19}
+DEVICES = ("net", "vsock", "rng")
+# Scenarios not run without --scenario.
+NOT_BY_DEFAULT = ("unenforced", "devices-console")
+
 SCENARIOS = {
     s.name: s
     for s in [
@@ -114,6 +142,19 @@ SCENARIOS = {
         # The bounce threshold measured at boot (the driver's default):
         # buffers below it bounce, the rest share; every workload passes.
         Scenario("calibrated", mode="share", cmdline="pviommu.bounce_threshold=0 PART_MIB=1 ROUNDS=1"),
+        # Net, vsock and rng on the hypervisor's enforcing backends.
+        Scenario("devices", mode="share", scripts="guest-devices", devices=DEVICES),
+        Scenario("devices-bounce", mode="bounce", scripts="guest-devices", devices=DEVICES),
+        Scenario("devices-sync", mode="sync", scripts="guest-devices", devices=DEVICES),
+        Scenario("devices-adversarial", mode="share", scripts="guest-devices",
+                 devices=DEVICES, flags=["--adversarial"]),
+        # The negative control of the device backends: plain virtio (no
+        # iommu_platform, no mailbox); every class must report violations.
+        Scenario("devices-plain", iommu=False, expect="violations", scripts="guest-devices",
+                 devices=DEVICES, cmdline="pviommu.required=0"),
+        # The console too, on trixie's QEMU (not run by default).
+        Scenario("devices-console", mode="share", scripts="guest-devices",
+                 devices=DEVICES + ("console",), qemu="trixie"),
         # required=0: the driver then leaves virtio alone instead of
         # refusing it, as a kernel without the pviommu would.
         Scenario("plain", iommu=False, expect="violations", cmdline="pviommu.required=0"),
@@ -220,6 +261,126 @@ class ClassDevices:
             problems.append("9p: no copy from the guest (%s)" % e)
 
 
+class DeviceWorkloads:
+    """The guest and host halves of the enforcing backends' workloads:
+    the static ``devio`` tool for the initramfs, and the checks of what
+    the guest reported against what the backends' peers counted."""
+
+    # What devio prints (see guest-devices/devio.c).
+    STREAM = re.compile(r"^# (tcp|vsock): sent (\d+) bytes fnv=([0-9a-f]{8}), "
+                        r"received (\d+) bytes fnv=([0-9a-f]{8}), (\d+) ms$", re.M)
+    UDP = re.compile(r"^# udp: (\d+) datagrams, (\d+) bytes echoed and compared, (\d+) ms$",
+                     re.M)
+    CONSOLE = re.compile(r"^# console: wrote (\d+) bytes fnv=([0-9a-f]{8})$", re.M)
+    RNG = re.compile(r"^# rng: (\d+) bytes read", re.M)
+
+    def __init__(self, out, devices):
+        self.devices = devices
+        self.devio = os.path.join(out, "devio")
+        src = os.path.join(HERE, "guest-devices", "devio.c")
+        subprocess.run(["gcc", "-static", "-O2", "-Wall", "-o", self.devio, src], check=True)
+
+    def files(self):
+        return {"/bin/devio": self.devio}
+
+    def scripts(self, scripts):
+        """The workloads of this scenario's classes only."""
+        skip = [] if "console" in self.devices else ["50-console.sh"]
+        return [s for s in scripts if os.path.basename(s) not in skip]
+
+    def cmdline(self):
+        return "DEVICES=" + ",".join(str(DEVICE_IDS[d]) for d in self.devices)
+
+    def check(self, c, tap, problems):
+        """Every class did real I/O with no violation and no failed
+        request, and each peer received exactly what the guest sent."""
+        if c is None:
+            return
+        tap = tap.replace("\r", "")
+        classes = c.get("classes", {})
+        for d in self.devices:
+            k = classes.get(d)
+            if k is None:
+                problems.append("%s: no counters" % d)
+                continue
+            if k["requests"] == 0:
+                problems.append("%s: no request reached the backend" % d)
+            for key in ("violations", "requests_failed", "requests_dropped",
+                        "malformed_chains"):
+                if k[key]:
+                    problems.append("%s: %d %s" % (d, k[key], key.replace("_", " ")))
+        streams = {m.group(1): m for m in self.STREAM.finditer(tap)}
+        peers = {"tcp": ("net", "tcp_last_bytes", "tcp_last_checksum"),
+                 "vsock": ("vsock", "last_stream_bytes", "last_stream_checksum")}
+        for kind, (cls, nbytes, sum_key) in peers.items():
+            if cls not in self.devices:
+                continue
+            m = streams.get(kind)
+            if m is None:
+                problems.append("%s: the guest reported no stream" % kind)
+                continue
+            k = classes.get(cls, {})
+            sent, sent_sum = int(m.group(2)), int(m.group(3), 16)
+            if (k.get(nbytes), k.get(sum_key)) != (sent, sent_sum):
+                problems.append("%s: the guest sent %d bytes (fnv %08x), the peer received "
+                                "%s (fnv %s)" % (kind, sent, sent_sum, k.get(nbytes),
+                                                 "%08x" % k.get(sum_key, 0)))
+        if "net" in self.devices:
+            m = self.UDP.search(tap)
+            echoed = classes.get("net", {}).get("udp_echoed", 0)
+            if m is None or echoed < int(m.group(1)):
+                problems.append("udp: %d datagrams echoed by the peer, guest reported %s" % (
+                    echoed, m.group(1) if m else "none"))
+        if "rng" in self.devices:
+            m = self.RNG.search(tap)
+            written = classes.get("rng", {}).get("bytes_written", 0)
+            if m is None or written < int(m.group(1)):
+                problems.append("rng: the backend wrote %d bytes, the guest read %s" % (
+                    written, m.group(1) if m else "none"))
+        if "console" in self.devices:
+            m = self.CONSOLE.search(tap)
+            k = classes.get("console", {})
+            if m is None or (k.get("bytes_read"), k.get("checksum")) != (
+                    int(m.group(1)), int(m.group(2), 16)):
+                problems.append("console: the guest wrote %s, the host got %s bytes" % (
+                    m.group(0) if m else "nothing", k.get("bytes_read")))
+
+    def all_violated(self, c):
+        """Whether every class of the scenario has had a violation."""
+        classes = (c or {}).get("classes", {})
+        return all(classes.get(d, {}).get("violations", 0) > 0 for d in self.devices)
+
+    @classmethod
+    def summary(cls, c, tap):
+        """One line per class: requests, bytes, violations, time."""
+        classes = (c or {}).get("classes", {})
+        tap = tap.replace("\r", "")
+        times = {m.group(1): int(m.group(6)) for m in cls.STREAM.finditer(tap)}
+        m = cls.UDP.search(tap)
+        if m:
+            times["udp"] = int(m.group(3))
+        lines = []
+        for name, k in sorted(classes.items()):
+            if not k.get("requests"):
+                continue
+            t = {"net": "udp %s ms, tcp %s ms" % (times.get("udp"), times.get("tcp")),
+                 "vsock": "%s ms" % times.get("vsock")}.get(name, "")
+            lines.append("%s: %d requests, %d bytes read, %d written, %d violations%s" % (
+                name, k["requests"], k["bytes_read"], k["bytes_written"], k["violations"],
+                ", " + t if t else ""))
+        return lines
+
+
+def trixie_qemu():
+    """Debian trixie-backports' QEMU, unpacked into the cache (fetched
+    on first use by fetch-qemu.sh); its path."""
+    r = subprocess.run([os.path.join(HERE, "fetch-qemu.sh")], stdout=subprocess.PIPE,
+                       text=True)
+    if r.returncode != 0:
+        raise bootlib.BootError("cannot fetch trixie's QEMU (fetch-qemu.sh failed)")
+    return r.stdout.strip()
+
+
 _BUILT = []
 
 # Cargo profile of the program; the benchmark (tests/bench) sets "release".
@@ -242,8 +403,11 @@ class Refhyp:
     """One hypervisor process; its RAM file, sockets and disk are cleaned up
     whatever happens."""
 
-    def __init__(self, out, flags=(), ram=RAM, disk_mib=DISK_MIB, queues=1):
+    def __init__(self, out, flags=(), ram=RAM, disk_mib=DISK_MIB, queues=1, devices=()):
         tag = "pviommu-refhyp-%d-%s" % (os.getpid(), os.path.basename(out))
+        # The enforcing backends beside the disk: name -> socket.
+        self.devices = {d: os.path.join(out, d + ".sock") for d in devices}
+        self.console_out = os.path.join(out, "console.out")
         self.ram_file = "/dev/shm/" + tag
         self.ram = ram
         self.ivshmem = os.path.join(out, "ivshmem.sock")
@@ -251,8 +415,13 @@ class Refhyp:
         self.disk = os.path.join(out, "disk.img")
         self.counters_file = os.path.join(out, "counters.json")
         self.log = os.path.join(out, "refhyp.log")
-        for p in (self.ram_file, self.ivshmem, self.blk, self.disk):
+        for p in (self.ram_file, self.ivshmem, self.blk, self.disk, *self.devices.values()):
             bootlib.Cleanup.add_path(p)
+        device_flags = []
+        for d, sock in self.devices.items():
+            device_flags += ["--%s-socket" % d, sock]
+        if "console" in self.devices:
+            device_flags += ["--console-out", self.console_out]
         with open(self.disk, "wb") as f:
             f.truncate(disk_mib << 20)
         args = [
@@ -261,7 +430,7 @@ class Refhyp:
             "--ivshmem-socket", self.ivshmem, "--ivshmem-size", "64K",
             "--blk-socket", self.blk, "--blk-image", self.disk,
             "--blk-queues", str(queues),
-            "--counters", self.counters_file, *flags,
+            "--counters", self.counters_file, *device_flags, *flags,
         ]
         self.queues = queues
         with open(self.log, "wb") as log:
@@ -274,9 +443,10 @@ class Refhyp:
         if line != "READY":
             raise bootlib.BootError("refhyp did not start: %r; %s" % (line, self.read_log()))
 
-    def qemu_args(self, iommu=True):
+    def qemu_args(self, iommu=True, disk=True):
         """QEMU options for the shared RAM, the mailbox (with ``iommu``) and
-        the disk; pass ``machine=MACHINE`` to ``bootlib.Qemu`` as well."""
+        the disk (with ``disk``); pass ``machine=MACHINE`` to
+        ``bootlib.Qemu`` as well."""
         blk = "vhost-user-blk-pci,chardev=blk0,num-queues=%d" % self.queues
         if iommu:
             blk += ",iommu_platform=on,disable-legacy=on"
@@ -290,9 +460,38 @@ class Refhyp:
             "-object", "memory-backend-file,id=ram,size=%s,mem-path=%s,share=on"
             % (self.ram, self.ram_file),
             *mailbox,
-            "-chardev", "socket,path=%s,id=blk0" % self.blk,
-            "-device", blk,
+            *(["-chardev", "socket,path=%s,id=blk0" % self.blk, "-device", blk] if disk else []),
+            *self.device_args(iommu),
         ]
+
+    # A MAC for the guest's virtio-net (QEMU keeps the config space).
+    GUEST_MAC = "52:54:00:12:34:56"
+
+    def device_args(self, iommu=True):
+        """QEMU's front ends of the enforcing backends beside the disk."""
+        opt = ",iommu_platform=on" if iommu else ""
+        # virtio-net on INTx: QEMU 7.2 crashes in msix_set_vector_notifiers()
+        # from vhost_net_start() when a vhost-user net device uses MSI-X.
+        front = {
+            "net": "virtio-net-pci,netdev=net0,mac=%s%s,disable-legacy=on,vectors=0" % (
+                self.GUEST_MAC, opt),
+            "vsock": "vhost-user-vsock-pci,chardev=vsock-vu%s,disable-legacy=on" % opt,
+            # QEMU passes the guest's features to these two unfiltered:
+            # no EVENT_IDX, which the backends do not offer.
+            "rng": "vhost-user-rng-pci,chardev=rng-vu,event_idx=off" + opt,
+            # QEMU's generic vhost-user device: one port, two queues, the
+            # 12-byte config space read from the backend.
+            "console": "vhost-user-test-device-pci,chardev=console-vu,virtio-id=3,num_vqs=2,"
+                       "config_size=12,event_idx=off%s,disable-legacy=on" % opt,
+        }
+        args = []
+        for d, sock in self.devices.items():
+            chardev = d + "-vu"
+            args += ["-chardev", "socket,path=%s,id=%s" % (sock, chardev)]
+            if d == "net":
+                args += ["-netdev", "vhost-user,id=net0,chardev=" + chardev]
+            args += ["-device", front[d]]
+        return args
 
     MACHINE = "q35,memory-backend=ram"
 
@@ -425,7 +624,8 @@ def check_counters(sc, c, problems, tap=""):
     if dev["requests_ioerr"] or dev["requests_dropped"] or dev["malformed_chains"]:
         problems.append("device errors: %d ioerr, %d dropped, %d malformed" % (
             dev["requests_ioerr"], dev["requests_dropped"], dev["malformed_chains"]))
-    if dev["bytes_read"] == 0 or dev["bytes_written"] == 0:
+    # The device scenarios leave the disk idle.
+    if not sc.devices and (dev["bytes_read"] == 0 or dev["bytes_written"] == 0):
         problems.append("the device moved no data")
     if dev["adversarial_allowed"]:
         problems.append("%d adversarial accesses were allowed" % dev["adversarial_allowed"])
@@ -434,7 +634,8 @@ def check_counters(sc, c, problems, tap=""):
     # Strict share mode: one SYNC per virtio buffer (the disk's requests),
     # never one per descriptor; the driver's ring-full drains come on top,
     # and a 4096-record ring does not fill under these workloads.
-    if sc.mode == "share" and "--fail-syncs" not in sc.flags and not sc.classes:
+    if (sc.mode == "share" and "--fail-syncs" not in sc.flags and not sc.classes
+            and not sc.devices):
         # The map/unmap microbenchmark's SYNCs are not disk buffers.
         bench = sum(int(n) for n in re.findall(r"(\d+) SYNC, \d+ SHARE, \d+ UNSHARE for", tap))
         # Nor are the empty SYNCs that measured the bounce threshold at
@@ -459,25 +660,39 @@ def run_scenario(sc, kernel, timeout, append="", modules=(), queues=1):
     files = {GUEST_LIB: os.path.join(HERE, "guest", "lib.sh")}
     # Debian's mke2fs for the ext4 workload (guest/35-blk-ext4.sh).
     files.update(bootlib.host_program("/usr/sbin/mke2fs"))
+    workloads = DeviceWorkloads(out, sc.devices) if sc.devices else None
+    if workloads:
+        scripts = workloads.scripts(scripts)
+        files.update(workloads.files())
     if modules:
         script, more = insmod_script(out, modules)
         scripts.insert(0, script)
         files.update(more)
     bootlib.build_initramfs(initrd, scripts, files=files)
-    hyp = Refhyp(out, flags=sc.flags, queues=queues, ram=sc.ram)
+    qemu_binary = trixie_qemu() if sc.qemu == "trixie" else None
+    hyp = Refhyp(out, flags=sc.flags, queues=queues, ram=sc.ram, devices=sc.devices)
     devices = ClassDevices(out) if sc.classes else None
-    extra = hyp.qemu_args(sc.iommu) + (devices.qemu_args() if devices else [])
+    # Without the pviommu the disk's first read never completes and the
+    # boot stops there: the devices' negative control leaves it out.
+    disk = not (sc.devices and sc.expect == "violations")
+    extra = hyp.qemu_args(sc.iommu, disk) + (devices.qemu_args() if devices else [])
     cmdline = CMDLINE
     if sc.mode:
         cmdline += " %s=%s" % (MODE_PARAM, sc.mode)
     cmdline += " " + sc.cmdline
+    if workloads:
+        cmdline += " " + workloads.cmdline()
     cmdline = (cmdline + " " + append).strip()
     qemu = bootlib.Qemu(kernel, initrd, cmdline, out, extra_args=extra,
                         memory=sc.ram, smp=2, machine=Refhyp.MACHINE)
+    if qemu_binary:
+        qemu.args[0] = qemu_binary
     stop_when = None
     if sc.expect == "violations":
         def stop_when():
             c = hyp.counters()
+            if workloads:
+                return workloads.all_violated(c)
             return bool(c and c["device"]["violations"] > 0)
     run_qemu(qemu, timeout, stop_when)
     counters = hyp.stop()
@@ -500,6 +715,12 @@ def run_scenario(sc, kernel, timeout, append="", modules=(), queues=1):
     check_counters(sc, counters, problems, tap)
     if devices:
         devices.check(problems)
+    if workloads and sc.expect == "violations":
+        if not workloads.all_violated(counters):
+            problems.append("plain virtio: not every device class caused a violation: %s" % (
+                {d: k.get("violations") for d, k in (counters or {}).get("classes", {}).items()}))
+    elif workloads:
+        workloads.check(counters, tap, problems)
     if os.path.exists(hyp.ram_file):
         problems.append("guest RAM file left in /dev/shm")
     return {
@@ -524,7 +745,7 @@ def main():
     args = ap.parse_args()
 
     kernel = args.kernel or bootlib.find_kernel()
-    names = args.scenario or [n for n in SCENARIOS if n != "unenforced"]
+    names = args.scenario or [n for n in SCENARIOS if n not in NOT_BY_DEFAULT]
     results = []
     print("TAP version 13")
     print("1..%d" % len(names))
@@ -544,6 +765,8 @@ def main():
         dev = (r["counters"] or {}).get("device", {})
         print("# %s: %.1f s, %s requests, %s violations" % (
             name, r["seconds"], dev.get("requests"), dev.get("violations")))
+        for line in DeviceWorkloads.summary(r["counters"], r["tap"]):
+            print("# %s: %s" % (name, line))
         print("%s %d - %s" % ("ok" if r["ok"] else "not ok", i, name))
     passed = sum(r["ok"] for r in results)
     failed = len(results) - passed
