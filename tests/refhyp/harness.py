@@ -482,7 +482,7 @@ class Refhyp:
             # QEMU's generic vhost-user device: one port, two queues, the
             # 12-byte config space read from the backend.
             "console": "vhost-user-test-device-pci,chardev=console-vu,virtio-id=3,num_vqs=2,"
-                       "config_size=12,event_idx=off%s,disable-legacy=on" % opt,
+                       "config_size=12,event_idx=off" + opt,
         }
         args = []
         for d, sock in self.devices.items():

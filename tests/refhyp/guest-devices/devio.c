@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -221,9 +222,20 @@ static int write_lines(const char *path, unsigned long long total)
 	uint32_t sum = FNV_INIT;
 	unsigned long long done = 0, n = 0;
 	int fd = open(path, O_WRONLY);
+	struct termios raw;
 
 	if (fd < 0)
 		return die(path);
+	/*
+	 * A tty goes raw, so that exactly these bytes reach the device (no
+	 * \r before each \n): the console resets its modes at every open,
+	 * so this must be done on this descriptor.
+	 */
+	if (tcgetattr(fd, &raw) == 0) {
+		cfmakeraw(&raw);
+		if (tcsetattr(fd, TCSANOW, &raw) < 0)
+			return die("tcsetattr");
+	}
 	while (done < total) {
 		int len = snprintf(line, sizeof(line), "pviommu console line %llu\n", n++);
 
