@@ -50,27 +50,17 @@ impl ConsoleBackend {
     fn transmit(&self, chain: Chain<'_>, mem: &CheckedMemory) -> Completion {
         self.core.count(|c| c.requests += 1);
         if chain.clone().writable().next().is_some() {
-            self.core.count(|c| {
-                c.malformed_chains += 1;
-                c.requests_failed += 1;
-            });
-            return Completion::Used(0);
+            return self.core.malformed();
         }
         let Ok(mut r) = chain.reader(mem) else {
-            self.core.count(|c| c.requests_failed += 1);
-            return Completion::Used(0);
+            return self.core.failed();
         };
         if r.available_bytes() > MAX_REQUEST {
-            self.core.count(|c| {
-                c.malformed_chains += 1;
-                c.requests_failed += 1;
-            });
-            return Completion::Used(0);
+            return self.core.malformed();
         }
         let mut buf = Vec::with_capacity(r.available_bytes());
         if r.read_to_end(&mut buf).is_err() {
-            self.core.count(|c| c.requests_failed += 1);
-            return Completion::Used(0);
+            return self.core.failed();
         }
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(e) = out.file.write_all(&buf) {

@@ -128,6 +128,22 @@ impl DeviceCore {
         f(&mut self.host.lock());
     }
 
+    /// Completes a request whose input was malformed, with no bytes.
+    pub fn malformed(&self) -> Completion {
+        self.count(|c| {
+            c.malformed_chains += 1;
+            c.requests_failed += 1;
+        });
+        Completion::Used(0)
+    }
+
+    /// Completes a request that failed (a denied access, counted by the
+    /// host view as a violation), with no bytes.
+    pub fn failed(&self) -> Completion {
+        self.count(|c| c.requests_failed += 1);
+        Completion::Used(0)
+    }
+
     /// A queue notification: an exit, so the ring is drained first.
     pub fn kick(&self) {
         self.host.on_queue_kick(self.class);

@@ -75,32 +75,22 @@ impl NetBackend {
         self.timer_fd
     }
 
-    fn malformed(&self) -> Completion {
-        self.core.count(|c| {
-            c.malformed_chains += 1;
-            c.requests_failed += 1;
-        });
-        Completion::Used(0)
-    }
-
     /// One frame from the guest, to the peer.
     fn transmit(&self, peer: &mut Peer, chain: Chain<'_>, mem: &CheckedMemory) -> Completion {
         self.core.count(|c| c.requests += 1);
         if chain.clone().writable().next().is_some() {
-            return self.malformed();
+            return self.core.malformed();
         }
         let Ok(mut r) = chain.reader(mem) else {
-            self.core.count(|c| c.requests_failed += 1);
-            return Completion::Used(0);
+            return self.core.failed();
         };
         let len = r.available_bytes();
         if !(NET_HDR_SIZE + 14..=NET_HDR_SIZE + MAX_FRAME).contains(&len) {
-            return self.malformed();
+            return self.core.malformed();
         }
         let mut buf = vec![0u8; len];
         if r.read_exact(&mut buf).is_err() {
-            self.core.count(|c| c.requests_failed += 1);
-            return Completion::Used(0);
+            return self.core.failed();
         }
         let frame = buf.split_off(NET_HDR_SIZE);
         self.core.count(|c| {
@@ -115,22 +105,20 @@ impl NetBackend {
     fn receive(&self, peer: &mut Peer, chain: Chain<'_>, mem: &CheckedMemory) -> Completion {
         self.core.count(|c| c.requests += 1);
         let Ok(mut w) = chain.writer(mem) else {
-            self.core.count(|c| c.requests_failed += 1);
-            return Completion::Used(0);
+            return self.core.failed();
         };
         let Some(frame) = peer.peek_to_guest() else {
             return Completion::Used(0);
         };
         if w.available_bytes() < NET_HDR_SIZE + frame.len() {
             // Without mergeable buffers every buffer must hold a frame.
-            return self.malformed();
+            return self.core.malformed();
         }
         let mut hdr = [0u8; NET_HDR_SIZE];
         hdr[10] = 1; // num_buffers
         let n = frame.len();
         if w.write_all(&hdr).is_err() || w.write_all(frame).is_err() {
-            self.core.count(|c| c.requests_failed += 1);
-            return Completion::Used(0);
+            return self.core.failed();
         }
         peer.pop_to_guest();
         self.core.count(|c| {

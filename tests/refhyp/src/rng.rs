@@ -40,17 +40,12 @@ impl RngBackend {
         self.core.count(|c| c.requests += 1);
         if chain.clone().readable().next().is_some() {
             // The spec's buffers are device-writable only.
-            self.core.count(|c| {
-                c.malformed_chains += 1;
-                c.requests_failed += 1;
-            });
-            return Completion::Used(0);
+            return self.core.malformed();
         }
         let Ok(mut w) = chain.writer(mem) else {
             // A writable descriptor the host may not write (a violation,
             // counted by the host view) or a chain too long to add up.
-            self.core.count(|c| c.requests_failed += 1);
-            return Completion::Used(0);
+            return self.core.failed();
         };
         let mut buf = vec![0u8; w.available_bytes().min(MAX_REQUEST)];
         let filled = self
@@ -60,8 +55,7 @@ impl RngBackend {
             .read_exact(&mut buf)
             .is_ok();
         if !filled || io::Write::write_all(&mut w, &buf).is_err() {
-            self.core.count(|c| c.requests_failed += 1);
-            return Completion::Used(0);
+            return self.core.failed();
         }
         self.core.count(|c| {
             c.requests_ok += 1;

@@ -168,34 +168,25 @@ impl VsockBackend {
         let Ok(mut r) = chain.reader(mem) else {
             // A readable descriptor the host may not read: a violation,
             // counted by the host view. The packet is lost to the guest.
-            self.core.count(|c| c.requests_failed += 1);
-            return Completion::Used(0);
+            return self.core.failed();
         };
         let hdr: Hdr = match r.read_obj() {
             Ok(h) => h,
-            Err(_) => return self.malformed(),
+            Err(_) => return self.core.malformed(),
         };
         let len = hdr.len.to_native() as usize;
         if len > MAX_PAYLOAD || len > r.available_bytes() {
-            return self.malformed();
+            return self.core.malformed();
         }
         let mut data = vec![0u8; len];
         if r.read_exact(&mut data).is_err() {
-            return self.malformed();
+            return self.core.malformed();
         }
         self.core.count(|c| {
             c.requests_ok += 1;
             c.bytes_read += len as u64;
         });
         self.handle_packet(st, &hdr, data);
-        Completion::Used(0)
-    }
-
-    fn malformed(&self) -> Completion {
-        self.core.count(|c| {
-            c.malformed_chains += 1;
-            c.requests_failed += 1;
-        });
         Completion::Used(0)
     }
 
@@ -286,12 +277,11 @@ impl VsockBackend {
         let Ok(mut w) = chain.writer(mem) else {
             // Not writable: a violation. The buffer comes back empty and
             // what it would have carried waits for the next one.
-            self.core.count(|c| c.requests_failed += 1);
-            return Completion::Used(0);
+            return self.core.failed();
         };
         let room = w.available_bytes();
         if room < HDR_SIZE {
-            return self.malformed();
+            return self.core.malformed();
         }
         let from_control = !st.control.is_empty();
         let (hdr, payload) = match st.control.front() {
@@ -304,8 +294,7 @@ impl VsockBackend {
         let mut bytes = hdr.as_slice().to_vec();
         bytes.extend_from_slice(&payload);
         if w.write_all(&bytes).is_err() {
-            self.core.count(|c| c.requests_failed += 1);
-            return Completion::Used(0);
+            return self.core.failed();
         }
         // Written: only now does the packet leave the queues.
         if from_control {

@@ -23,12 +23,6 @@ fn setup(tag: &str, extra: &[&str], share: impl FnOnce(&mut Guest)) -> (Refhyp, 
     (h, g, d)
 }
 
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
-        .collect()
-}
-
 #[test]
 fn shared_buffers_round_trip_at_4k_64k_1m() {
     let (h, g, mut d) = setup("roundtrip", &[], |g| {

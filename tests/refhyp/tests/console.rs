@@ -21,16 +21,6 @@ fn transmit(g: &Guest, d: &mut VirtioDriver, chain: &[(u64, u32, bool)]) -> u32 
     q.wait_used(g).1
 }
 
-/// FNV-1a, 32 bits, as the backend and the guest tools compute it.
-fn fnv1a(data: &[u8]) -> u64 {
-    let mut h: u32 = 0x811c_9dc5;
-    for &b in data {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    u64::from(h)
-}
-
 #[test]
 fn shared_output_reaches_the_host() {
     let (h, g, mut d) = setup("out", |g| {

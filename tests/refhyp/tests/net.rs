@@ -7,8 +7,6 @@
 
 mod support;
 
-use std::collections::HashMap;
-
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
@@ -34,7 +32,6 @@ struct Net {
     h: Refhyp,
     g: Guest,
     d: VirtioDriver,
-    rx: HashMap<u32, u64>,
     next_rx: u64,
 }
 
@@ -45,7 +42,6 @@ impl Net {
             h,
             g,
             d,
-            rx: HashMap::new(),
             next_rx: 0,
         }
     }
@@ -57,9 +53,7 @@ impl Net {
     }
 
     fn post_rx_at(&mut self, addr: u64, len: u32) {
-        let head = self.d.queues[RXQ].offer(&self.g, &[(addr, len, true)]);
-        self.rx.insert(u32::from(head), addr);
-        self.d.queues[RXQ].kick();
+        self.d.queues[RXQ].post(&self.g, addr, len);
     }
 
     fn post_rx(&mut self) {
@@ -91,11 +85,11 @@ impl Net {
 
     /// The next used receive buffer: (used length, frame).
     fn recv(&mut self) -> (u32, Vec<u8>) {
-        let (id, len) = self.d.queues[RXQ].wait_used(&self.g);
+        let (addr, len) = self.d.queues[RXQ].wait_buffer(&self.g);
         if (len as usize) < HDR {
             return (len, Vec::new());
         }
-        let b = self.g.read(self.rx[&id], len as usize);
+        let b = self.g.read(addr, len as usize);
         assert_eq!(u16::from_le_bytes([b[10], b[11]]), 1, "num_buffers");
         (len, b[HDR..].to_vec())
     }
@@ -199,12 +193,6 @@ fn parse_udp(frame: &[u8]) -> (u16, Vec<u8>) {
     (u.dst_port(), u.payload().to_vec())
 }
 
-fn payload(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(13) ^ seed)
-        .collect()
-}
-
 #[test]
 fn arp_and_udp_echo() {
     let mut n = Net::start("udp", Net::share_all);
@@ -213,7 +201,7 @@ fn arp_and_udp_echo() {
     }
     n.resolve();
     for (i, len) in [64usize, 700, 1472].into_iter().enumerate() {
-        let data = payload(len, i as u8);
+        let data = pattern(len, i as u8);
         n.send(&udp(40000 + i as u16, &data));
         let (port, echo) = parse_udp(&n.recv_frame());
         assert_eq!(port, 40000 + i as u16);

@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::collections::HashMap;
-
 use support::virtq::*;
 use support::*;
 
@@ -92,8 +90,6 @@ struct Vsock {
     h: Refhyp,
     g: Guest,
     d: VirtioDriver,
-    /// Receive buffers by head index.
-    rx: HashMap<u32, u64>,
     next_rx: u64,
 }
 
@@ -104,7 +100,6 @@ impl Vsock {
             h,
             g,
             d,
-            rx: HashMap::new(),
             next_rx: 0,
         }
     }
@@ -123,9 +118,7 @@ impl Vsock {
             self.next_rx += 1;
             a
         });
-        let head = self.d.queues[RXQ].offer(&self.g, &[(addr, RX_BUF_SIZE, true)]);
-        self.rx.insert(u32::from(head), addr);
-        self.d.queues[RXQ].kick();
+        self.d.queues[RXQ].post(&self.g, addr, RX_BUF_SIZE);
     }
 
     /// Sends a packet: header descriptor, then `data` at `data_at`.
@@ -149,8 +142,7 @@ impl Vsock {
 
     /// The next used receive buffer: (used length, header, payload).
     fn recv(&mut self) -> (u32, Option<Hdr>, Vec<u8>) {
-        let (id, len) = self.d.queues[RXQ].wait_used(&self.g);
-        let addr = self.rx[&id];
+        let (addr, len) = self.d.queues[RXQ].wait_buffer(&self.g);
         if len < 44 {
             return (len, None, Vec::new());
         }
@@ -175,21 +167,6 @@ impl Vsock {
         assert_eq!((r.src_port, r.dst_port), (ECHO_PORT, port));
         assert!(r.buf_alloc > 0);
     }
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(37) ^ seed)
-        .collect()
-}
-
-fn fnv1a(data: &[u8]) -> u64 {
-    let mut h: u32 = 0x811c_9dc5;
-    for &b in data {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    u64::from(h)
 }
 
 #[test]

@@ -226,6 +226,23 @@ impl Drop for Refhyp {
     }
 }
 
+/// A byte pattern that makes a misplaced or stale byte show up.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
+}
+
+/// FNV-1a, 32 bits, as the backends and the guest tools compute it.
+pub fn fnv1a(data: &[u8]) -> u64 {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in data {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    u64::from(h)
+}
+
 /// Polls `f` for up to 10 s.
 pub fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -5,6 +5,7 @@
 //! Queue `q` lives at `QUEUES_GPA + q * QUEUE_STRIDE`: descriptor table,
 //! then available ring one page up, then used ring one more page up.
 
+use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
@@ -87,6 +88,8 @@ pub struct Vq {
     used_seen: u16,
     /// The next free descriptor index (chains are laid out round-robin).
     next_desc: u16,
+    /// Device-writable buffers posted with `post`, by head index.
+    posted: HashMap<u16, u64>,
 }
 
 impl Vq {
@@ -135,6 +138,20 @@ impl Vq {
     /// Waits for the next used element; returns (id, len).
     pub fn wait_used(&mut self, g: &Guest) -> (u32, u32) {
         wait_for(|| self.try_used(g))
+    }
+
+    /// Posts one device-writable buffer (a receive queue's) and kicks.
+    pub fn post(&mut self, g: &Guest, addr: u64, len: u32) {
+        let head = self.offer(g, &[(addr, len, true)]);
+        self.posted.insert(head, addr);
+        self.kick();
+    }
+
+    /// Waits for the next posted buffer the device used: (address, length).
+    pub fn wait_buffer(&mut self, g: &Guest) -> (u64, u32) {
+        let (id, len) = self.wait_used(g);
+        let head = u16::try_from(id).expect("a head index");
+        (self.posted.remove(&head).expect("a posted buffer"), len)
     }
 
     /// Shares the queue's three pages read-write.
@@ -201,6 +218,7 @@ impl VirtioDriver {
                 avail_idx: 0,
                 used_seen: 0,
                 next_desc: 0,
+                posted: HashMap::new(),
             };
             let i = usize::from(q);
             fe.set_vring_num(i, size).unwrap();
