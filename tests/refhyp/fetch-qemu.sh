@@ -24,12 +24,7 @@ if [ -x "$wrapper" ] && [ -e "$root/.complete" ]; then
 	exit 0
 fi
 
-# The Debian archive this machine's apt already uses.
-mirror=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\/debian\)$/\1/p' \
-	/etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
-[ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $2 ~ /\/debian$/ {print $2; exit}' \
-	/etc/apt/sources.list 2>/dev/null)
-[ -n "$mirror" ] || die "no Debian archive in /etc/apt to fetch trixie's QEMU from"
+mirror=$(debian_mirror)
 
 mapfile -t apt_opts < <(private_apt_opts "$apt_dir")
 apt_opts+=(-o APT::Install-Recommends=0)

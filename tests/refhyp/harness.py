@@ -278,7 +278,12 @@ class DeviceWorkloads:
         self.devices = devices
         self.devio = os.path.join(out, "devio")
         src = os.path.join(HERE, "guest-devices", "devio.c")
-        subprocess.run(["gcc", "-static", "-O2", "-Wall", "-o", self.devio, src], check=True)
+        try:
+            subprocess.run(["gcc", "-static", "-O2", "-Wall", "-o", self.devio, src],
+                           check=True)
+        except (OSError, subprocess.CalledProcessError) as e:
+            raise bootlib.BootError("cannot build guest-devices/devio.c (%s): the device "
+                                    "scenarios need gcc and libc6-dev" % e)
 
     def files(self):
         return {"/bin/devio": self.devio}
