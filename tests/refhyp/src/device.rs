@@ -8,8 +8,9 @@
 //! uses it in its own `add_used()`, `enable_notification()` and
 //! `needs_notification()`; the backends never call those. They call the
 //! generic `virtio_queue::QueueT` methods with a `CheckedMemory` instead,
-//! so the rings are as checked as the buffers, and event suppression is
-//! not offered (nothing would look at the flags unchecked).
+//! so the rings are as checked as the buffers. Event suppression
+//! (EVENT_IDX) is not offered: its fields live in the rings, and
+//! `VringState`'s helpers for them would reach them unchecked.
 
 use std::sync::{Arc, Mutex};
 
@@ -32,8 +33,8 @@ pub type Chain<'a> = DescriptorChain<&'a CheckedMemory<'a>>;
 /// Features every backend offers. ACCESS_PLATFORM: QEMU's
 /// `iommu_platform=on` insists on it, so the guest must go through its
 /// DMA API (and so through the pviommu). INDIRECT_DESC: `virtio-queue`
-/// reads indirect tables through the same `CheckedMemory`. Not
-/// EVENT_IDX (see above).
+/// reads indirect tables through the same `CheckedMemory`. Not EVENT_IDX
+/// (see above).
 pub const BASE_FEATURES: u64 = (1 << VIRTIO_F_VERSION_1)
     | (1 << VIRTIO_F_ACCESS_PLATFORM)
     | (1 << VIRTIO_RING_F_INDIRECT_DESC)
