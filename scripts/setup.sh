@@ -16,7 +16,7 @@ packages=(
 	clang-19 lld-19 llvm-19 libclang-19-dev
 	make bc flex bison libelf-dev libssl-dev cpio kmod python3
 	qemu-system-x86 qemu-system-arm busybox-static
-	ccache valgrind e2fsprogs
+	ccache valgrind e2fsprogs gcc libc6-dev
 )
 
 sudo_cmd=()

@@ -130,7 +130,7 @@ class Scenario:
 DEVICE_IDS = {"net": 1, "console": 3, "rng": 4, "vsock": 19}
 DEVICES = ("net", "vsock", "rng")
 # Scenarios not run without --scenario.
-NOT_BY_DEFAULT = ("unenforced", "devices-console")
+NOT_BY_DEFAULT = ("unenforced",)
 
 SCENARIOS = {
     s.name: s
