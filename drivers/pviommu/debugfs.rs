@@ -2,7 +2,8 @@
 
 //! `/sys/kernel/debug/pviommu/`: one read-only file per counter, the
 //! hypervisor's own counters (`hyp_stats`), the hypervisor conformance
-//! probe (`hyp_probe`), the bounce thresholds (`bounce_threshold`) and
+//! probe (`hyp_probe`), the bounce thresholds (`bounce_threshold`), the
+//! `SYNC` latencies (`sync_latency`) and
 //! the map/unmap microbenchmark (`map_bench`), on
 //! `kernel::debugfs`.
 
@@ -14,6 +15,7 @@ use kernel::prelude::*;
 use crate::hyp_probe;
 use crate::hyp_stats;
 use crate::logic::stats::Stats;
+use crate::latency;
 use crate::map_bench;
 use crate::threshold;
 
@@ -50,6 +52,11 @@ pub(crate) fn register(stats: &'static Stats) {
         c"hyp_stats",
         Ok::<_, Error>(&hyp_stats::HYP_STATS),
         &hyp_stats::show,
+    ));
+    keep(dir.read_callback_file(
+        c"sync_latency",
+        Ok::<_, Error>(&latency::SYNCS),
+        &latency::show,
     ));
     keep(dir.read_callback_file(
         c"bounce_threshold",

@@ -47,7 +47,7 @@ pub(crate) fn show(_: &&'static (), f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let mut n = 0;
     let mut result = Ok(());
     let out = run(
-        &IrqsOff(d.engine.hypercalls()),
+        &IrqsOff(d.engine.hypercalls().inner()),
         &d.registration,
         &mut |name, ok, status| {
             n += 1;

@@ -34,7 +34,7 @@ pub(crate) fn show(_: &&'static (), f: &mut fmt::Formatter<'_>) -> fmt::Result {
         );
     }
     let mut result = Ok(());
-    let read = read(&IrqsOff(d.engine.hypercalls()), &mut |stat, value| {
+    let read = read(&IrqsOff(d.engine.hypercalls().inner()), &mut |stat, value| {
         result = result.and(writeln!(f, "{} {}", stat.name(), value));
     });
     result?;

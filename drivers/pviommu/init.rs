@@ -20,10 +20,12 @@ use crate::hyp_abi::ring::{Producer, RingHeader, RingSlot};
 use crate::hyp_abi::tracker::PageTracker;
 use crate::logic::calibrate::Source;
 use crate::logic::engine::{Config, Engine, Hypercalls};
+use crate::logic::latency::Timed;
 use crate::logic::policy::OnRevokeFailure;
 use crate::logic::pool::{Pool, PoolSize, CHUNK_PAGES, MAX_CHUNKS};
 use crate::logic::probe::Registration;
 use crate::logic::stats::Stats;
+use crate::latency;
 use crate::map_ops::Devices;
 use crate::threshold;
 
@@ -35,8 +37,10 @@ pub(crate) type KernelTransport =
 #[cfg(CONFIG_ARM64)]
 pub(crate) type KernelTransport = crate::logic::smccc::Smccc<crate::ffi::smccc::KernelConduit>;
 
-/// The engine as the kernel instantiates it.
-pub(crate) type KernelEngine = Engine<'static, KernelTransport, mem::PhysCopier>;
+/// The engine as the kernel instantiates it: its `SYNC`s are timed
+/// (`sync_latency` in debugfs).
+pub(crate) type KernelEngine =
+    Engine<'static, Timed<KernelTransport, latency::KernelClock>, mem::PhysCopier>;
 
 /// The driver: one per guest, set once the hypervisor's service is up.
 pub(crate) struct Pviommu {
@@ -255,7 +259,7 @@ pub(crate) fn bring_up(
         tracker,
         producer,
         pool,
-        hypercalls,
+        Timed::new(hypercalls, latency::KernelClock, &latency::SYNCS),
         mem::PhysCopier,
         &STATS,
     );

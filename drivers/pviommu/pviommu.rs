@@ -17,6 +17,7 @@ pub mod hyp_abi;
 mod hyp_probe;
 mod hyp_stats;
 mod init;
+mod latency;
 #[path = "logic/src/lib.rs"]
 pub mod logic;
 mod map_bench;

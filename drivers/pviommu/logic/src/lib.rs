@@ -22,6 +22,7 @@ pub(crate) use pviommu_hyp_abi as abi;
 pub mod calibrate;
 pub mod engine;
 pub mod hyp_stats;
+pub mod latency;
 pub mod mailbox;
 pub mod policy;
 pub mod pool;
