@@ -7,8 +7,15 @@
 Boots the arm64 kernel under ``qemu-system-aarch64 -machine
 virt,virtualization=on`` with ``kvm-arm.mode=protected``; the host's /init
 runs tests/pkvm/vmm (``pkvm-vmm``) once per scenario, on the same Image as
-guest, with a guest initramfs whose /init runs an O_DIRECT block workload
-on the VMM's virtio-blk disk. Scenarios (default: all):
+guest, with a guest initramfs whose /init runs the block workload on the
+VMM's virtio-blk disk: the host's header read back, ext4 with 4 KiB and
+1 KiB blocks (files written through the page cache and with fsync,
+unmounted, the disk's buffers dropped, every byte compared after a
+remount), O_DIRECT pattern writes and read-backs at 4 KiB-1 MiB and
+concurrent readers and a writer, every byte verified, and the host's
+file compared with the guest's checksum. Scenarios with another host
+command line (the fault-* ones) run in a host boot of their own.
+Scenarios (default: all):
 
   protected         --protected --adversarial, restricted DMA pool (default
                     16 MiB): the workload passes, no request faults, every
@@ -25,6 +32,16 @@ on the VMM's virtio-blk disk. Scenarios (default: all):
                     EL2's own counters (STATS) agreeing with the guest's
   protected-pviommu-bounce, protected-pviommu-sync
                     the same in the pviommu's bounce and sync modes
+  fault-panic       share mode on a host whose EL2 fails one revocation
+                    (kvm-arm.pviommu_fail_unshare=): the guest panics
+                    (its default policy) before reusing the memory, and
+                    every block it verified before is in the host's file
+  fault-stop        the same with pviommu.on_revoke_failure=stop: the
+                    guest counts the pages it keeps, stops the disk, and
+                    every later I/O fails
+  fault-exit-stop   fault-stop with the failure in a drain on an exit
+                    (no SYNC of the guest made it): the next SYNC must
+                    still answer DENIED
 
 Fails (exit 1) with a message on any failed guest check, a missing or
 wrong VMM statistic, a host/guest disk checksum mismatch, a kernel panic
@@ -70,19 +87,39 @@ DISK_MB = 64
 CHECK_OFFSET_MB = 48
 CHECK_MB = DATA_KB // 1024
 
-# name: (pkvm-vmm options, extra guest command line). `pviommu.mode=off`
-# (any value that is not a mode) keeps the guest's pviommu from binding,
-# so virtio takes the kernel's own DMA path (the restricted pool).
+# EL2 fault injection (kernel/patches, CONFIG_PKVM_PVIOMMU_FAULT_INJECT):
+# the Nth revocation of each protected VM's pviommu fails at EL2 and the
+# page stays shared. 2000 lands after the fault workload's verified
+# blocks (about 1100 revocations); "exit:16" is the 16th revocation made
+# while draining the ring on an exit, which no SYNC of the guest covers
+# (when it comes depends on timing: it may come before the workload, and
+# then no block is verified; what must hold is that the guest learns).
+FAIL_ANY = "kvm-arm.pviommu_fail_unshare=2000"
+FAIL_ON_EXIT = "kvm-arm.pviommu_fail_unshare=exit:16"
+FAULT_GUEST = "PKVM_WORKLOAD=fault"
+
+# name: (pkvm-vmm options, extra guest command line, extra host command
+# line). `pviommu.mode=off` (any value that is not a mode) keeps the
+# guest's pviommu from binding, so virtio takes the kernel's own DMA path
+# (the restricted pool). Scenarios with another host command line run in
+# a host boot of their own.
 SCENARIOS = {
-    "protected": ("--protected --adversarial", "pviommu.mode=off"),
-    "normal": ("--adversarial", "pviommu.mode=off"),
-    "protected-swiotlb": ("--protected --restricted-pool 0 --adversarial", "pviommu.mode=off swiotlb=8192"),
-    "protected-pviommu": ("--protected --adversarial", ""),
-    "protected-pviommu-bounce": ("--protected --adversarial", "pviommu.mode=bounce"),
-    "protected-pviommu-sync": ("--protected --adversarial", "pviommu.mode=sync"),
+    "protected": ("--protected --adversarial", "pviommu.mode=off", ""),
+    "normal": ("--adversarial", "pviommu.mode=off", ""),
+    "protected-swiotlb": ("--protected --restricted-pool 0 --adversarial",
+                          "pviommu.mode=off swiotlb=8192", ""),
+    "protected-pviommu": ("--protected --adversarial", "", ""),
+    "protected-pviommu-bounce": ("--protected --adversarial", "pviommu.mode=bounce", ""),
+    "protected-pviommu-sync": ("--protected --adversarial", "pviommu.mode=sync", ""),
+    "fault-panic": ("--protected --adversarial", FAULT_GUEST, FAIL_ANY),
+    "fault-stop": ("--protected --adversarial",
+                   FAULT_GUEST + " pviommu.on_revoke_failure=stop", FAIL_ANY),
+    "fault-exit-stop": ("--protected --adversarial",
+                        FAULT_GUEST + " pviommu.on_revoke_failure=stop", FAIL_ON_EXIT),
 }
 DEFAULT_SCENARIOS = ["protected", "protected-swiotlb", "normal", "protected-pviommu",
-                     "protected-pviommu-bounce", "protected-pviommu-sync"]
+                     "protected-pviommu-bounce", "protected-pviommu-sync",
+                     "fault-panic", "fault-stop", "fault-exit-stop"]
 
 
 class TestError(Exception):
@@ -258,13 +295,14 @@ class Console:
         self.log.close()
 
 
-def qemu_args(kernel, initrd):
+def qemu_args(kernel, initrd, host_extra=""):
     qemu = shutil.which("qemu-system-aarch64")
     if not qemu:
         raise TestError("qemu-system-aarch64 not found: apt-get install qemu-system-arm")
     return [qemu, "-accel", "tcg", "-machine", "virt,virtualization=on,gic-version=3",
             "-cpu", "max", "-smp", "2", "-m", "2G", "-nographic", "-no-reboot",
-            "-kernel", kernel, "-initrd", initrd, "-append", HOST_CMDLINE]
+            "-kernel", kernel, "-initrd", initrd,
+            "-append", (HOST_CMDLINE + " " + host_extra).strip()]
 
 
 def boot(args, log_path, timeout, echo):
@@ -296,6 +334,9 @@ def boot(args, log_path, timeout, echo):
 
 # --- checks ----------------------------------------------------------------
 
+# What the guest prints when it contains a failed revocation by panicking.
+PANIC_MESSAGE = "Kernel panic - not syncing: pviommu: the hypervisor failed to revoke"
+
 PANIC = re.compile(r"Kernel panic|BUG:|Oops|Unable to handle kernel|WARNING: CPU|"
                    r"Internal error|kernel BUG")
 
@@ -320,6 +361,10 @@ class Scenario:
         # ("guest") and the hypervisor's own ("hyp", from STATS).
         self.pviommu = {}
         self.logs = []
+        # Fault scenarios: 64 KiB blocks of the check region the guest
+        # verified ({index: sha256}) and the host's file, block by block.
+        self.guest_blocks = {}
+        self.host_blocks = []
 
 
 def parse(lines):
@@ -360,6 +405,12 @@ def parse(lines):
             cur.logs.append(line.split("PKVM-GUEST-LOG ", 1)[1].strip())
         elif "PKVM-GUEST-DISK" in line:
             cur.guest_sha = kv(line, "sha256")
+        elif "PKVM-GUEST-BLOCK " in line:
+            f = line.split("PKVM-GUEST-BLOCK ", 1)[1].split()
+            if len(f) == 2 and f[0].isdigit():
+                cur.guest_blocks[int(f[0])] = kv(line, "sha256")
+        elif "PKVM-HOST-BLOCKS" in line:
+            cur.host_blocks = line.split("PKVM-HOST-BLOCKS", 1)[1].split()[1:]
         elif "PKVM-VMM-STATS" in line:
             try:
                 cur.stats = json.loads(line.split("PKVM-VMM-STATS", 1)[1].strip())
@@ -389,6 +440,8 @@ def check(s):
         why = " = killed at the scenario timeout" if s.rc == 137 else ""
         return [f"no PKVM-VMM-STATS line (VMM exit status {s.rc}{why})"
                 + (f"; last guest result: {s.results[-1]}" if s.results else "")]
+    if s.name.startswith("fault-"):
+        return check_fault(s)
     blk, adv = st["blk"], st["adversary"]
     fails = [t for r, t in s.results if r != "PASS"]
     if s.panics:
@@ -451,7 +504,10 @@ def check_pviommu(s, blk):
     # What the guest left shared is what EL2 left shared. (Pages mapped and
     # unmapped between two drains are never shared at all, so only the
     # net counts must agree.)
-    net_g = g.get("pages_shared", 0) - g.get("pages_unshared", 0)
+    # A chunk the bounce pool grew by is shared with SHARE (not counted
+    # in hcall_share): EL2 counts its pages too.
+    grown = g.get("pool_grow_pages", 0)
+    net_g = g.get("pages_shared", 0) - g.get("pages_unshared", 0) + grown
     net_h = h.get("pages_shared", 0) - h.get("pages_unshared", 0)
     if net_g != net_h:
         p.append(f"the guest's shares changed by {net_g} pages, EL2's by {net_h}")
@@ -466,11 +522,47 @@ def check_pviommu(s, blk):
         for k in ("records", "pages_shared", "pages_unshared", "invalidations"):
             if h.get(k, 0) == 0:
                 p.append(f"EL2 counted no {k} during the workload: {h}")
-    if mode == "bounce" and (g.get("bounced", 0) == 0 or h.get("pages_shared", 0)):
+    if mode == "bounce" and (g.get("bounced", 0) == 0 or h.get("pages_shared", 0) != grown):
         p.append(f"bounce mode: bounced={g.get('bounced')} EL2 pages_shared={h.get('pages_shared')}")
     for k in ("refused", "absent", "bad_records"):
         if h.get(k, 0):
             p.append(f"EL2 {k}={h[k]}: {h}")
+    return p
+
+
+def check_fault(s):
+    """EL2 failed one revocation: the guest contained it and lost nothing."""
+    p = []
+    st, adv = s.stats, s.stats["adversary"]
+    panicked = any("Kernel panic" in line for line in s.panics)
+    if s.name == "fault-panic":
+        # The default policy: panic before any of the memory is reused.
+        if not panicked or not any(PANIC_MESSAGE in line for line in s.panics):
+            p.append(f"no pviommu panic after the failed revocation (guest {st['guest_exit']}); "
+                     f"last guest result: {s.results[-1] if s.results else 'none'}")
+        if st["guest_exit"] != "reset":
+            p.append(f"guest ended with {st['guest_exit']} (want reset, after its panic)")
+    else:
+        fails = [t for r, t in s.results if r != "PASS"]
+        p += [f"guest check failed: {t}" for t in fails]
+        if not s.results:
+            p.append("the guest reported no results (did its /init run?)")
+        if s.panics:
+            p.append("guest kernel: " + s.panics[0])
+        if st["guest_exit"] != "poweroff" or s.rc != 0:
+            p.append(f"guest ended with {st['guest_exit']}, VMM exit status {s.rc} (want poweroff, 0)")
+        h = s.pviommu.get(("end", "hyp"), {})
+        if not h.get("refused"):
+            p.append(f"EL2 counted no refused revocation: {h}")
+    # Nothing the guest verified before the failure is lost.
+    if not s.guest_blocks and s.name != "fault-exit-stop":
+        p.append("the guest verified no block before the failure")
+    for i, sha in sorted(s.guest_blocks.items()):
+        if i >= len(s.host_blocks) or s.host_blocks[i] != sha:
+            p.append(f"block {i} the guest verified differs in the host's file")
+            break
+    if adv["violations"] or adv["denied"] == 0:
+        p.append(f"host read private guest memory: {adv}")
     return p
 
 
@@ -524,7 +616,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenario", action="append", choices=sorted(SCENARIOS),
                     help="repeatable; default: " + ", ".join(DEFAULT_SCENARIOS))
-    ap.add_argument("--timeout", type=float, default=1200, help="whole run (default 1200 s)")
+    ap.add_argument("--timeout", type=float, default=1500,
+                    help="all host boots together (default 1500 s)")
     ap.add_argument("--scenario-timeout", type=int, default=SCENARIO_TIMEOUT,
                     help=f"one VMM run (default {SCENARIO_TIMEOUT} s)")
     ap.add_argument("--kernel", help="arm64 Image (default: the cache's current-arm64 build)")
@@ -543,19 +636,35 @@ def main():
     say("building pkvm-vmm for " + TARGET)
     vmm = build_vmm()
     out = tempfile.mkdtemp(prefix="pviommu-pkvm-")
+    # One host boot per host command line, in the order first named.
+    groups = {}
+    for n in names:
+        groups.setdefault(SCENARIOS[n][2], []).append(n)
     try:
-        initrd, guest_size = build_images(out, busybox, kernel, vmm, names,
-                                          args.vmm_args, args.guest_append)
-        say(f"host initramfs {os.path.getsize(initrd) >> 10} KiB (guest initramfs "
-            f"{guest_size >> 10} KiB); booting the pKVM host under TCG ({', '.join(names)})")
-        log = os.path.join(out, "console.log")
-        con, timed_out, total = boot(qemu_args(kernel, initrd), log, args.timeout, not args.quiet)
-        host_init, host_done, scen, problems = parse(con.lines)
-        report(host_init, host_done, scen, names, total)
-        if timed_out:
-            problems.append(f"timed out after {args.timeout:.0f} s")
-        if host_init is None:
-            problems.append("the host never reached its /init")
+        problems, scen, total, consoles = [], {}, 0.0, []
+        deadline = time.monotonic() + args.timeout
+        for i, (host_extra, group) in enumerate(groups.items()):
+            work = os.path.join(out, f"boot{i}")
+            os.makedirs(work)
+            initrd, guest_size = build_images(work, busybox, kernel, vmm, group,
+                                              args.vmm_args, args.guest_append)
+            say(f"host initramfs {os.path.getsize(initrd) >> 10} KiB (guest initramfs "
+                f"{guest_size >> 10} KiB); booting the pKVM host under TCG "
+                f"({', '.join(group)}){' with ' + host_extra if host_extra else ''}")
+            log = os.path.join(work, "console.log")
+            left = max(60.0, deadline - time.monotonic())
+            con, timed_out, took = boot(qemu_args(kernel, initrd, host_extra), log, left,
+                                        not args.quiet)
+            total += took
+            consoles.append((con, log))
+            host_init, host_done, got, found = parse(con.lines)
+            scen.update(got)
+            report(host_init, host_done, got, group, took)
+            problems += found
+            if timed_out:
+                problems.append(f"host boot {i} timed out after {left:.0f} s")
+            if host_init is None:
+                problems.append(f"host boot {i} never reached its /init")
         passed = failed = 0
         for n in names:
             mine = [f"{n}: scenario did not start"] if n not in scen else \
@@ -565,12 +674,15 @@ def main():
         for q in problems:
             print(f"# problem: {q}")
         if problems:
-            print("# console (last 30 lines):")
-            for _, line in con.lines[-30:]:
-                print("#   " + line[:300])
-            print(f"# full console log: {log}" + ("" if args.keep else " (removed; use --keep)"))
+            for con, log in consoles:
+                print(f"# console of {log} (last 30 lines):")
+                for _, line in con.lines[-30:]:
+                    print("#   " + line[:300])
+            print("# full console logs are in the work directory"
+                  + ("" if args.keep else " (removed; use --keep)"))
         if problems and not failed:
             failed = 1
+        print(f"# all host boots: {total:.1f} s")
         print(f"pkvm: {passed} passed, {failed} failed")
         if args.results:
             with open(args.results, "w") as f:
