@@ -14,8 +14,8 @@ use kernel::prelude::*;
 
 use crate::hyp_probe;
 use crate::hyp_stats;
-use crate::logic::stats::Stats;
 use crate::latency;
+use crate::logic::stats::Stats;
 use crate::map_bench;
 use crate::threshold;
 

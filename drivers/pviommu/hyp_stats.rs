@@ -34,9 +34,12 @@ pub(crate) fn show(_: &&'static (), f: &mut fmt::Formatter<'_>) -> fmt::Result {
         );
     }
     let mut result = Ok(());
-    let read = read(&IrqsOff(d.engine.hypercalls().inner()), &mut |stat, value| {
-        result = result.and(writeln!(f, "{} {}", stat.name(), value));
-    });
+    let read = read(
+        &IrqsOff(d.engine.hypercalls().inner()),
+        &mut |stat, value| {
+            result = result.and(writeln!(f, "{} {}", stat.name(), value));
+        },
+    );
     result?;
     match read {
         Ok(_) => Ok(()),

@@ -18,6 +18,7 @@ use crate::hyp_abi::check::{check_status, VersionInfo};
 use crate::hyp_abi::layout::{PAGE_SIZE, RING_HEADER_SIZE, RING_ORDER_MAX, RING_ORDER_MIN};
 use crate::hyp_abi::ring::{Producer, RingHeader, RingSlot};
 use crate::hyp_abi::tracker::PageTracker;
+use crate::latency;
 use crate::logic::calibrate::Source;
 use crate::logic::engine::{Config, Engine, Hypercalls};
 use crate::logic::latency::Timed;
@@ -25,7 +26,6 @@ use crate::logic::policy::OnRevokeFailure;
 use crate::logic::pool::{Pool, PoolSize, CHUNK_PAGES, MAX_CHUNKS};
 use crate::logic::probe::Registration;
 use crate::logic::stats::Stats;
-use crate::latency;
 use crate::map_ops::Devices;
 use crate::threshold;
 
@@ -212,8 +212,8 @@ pub(crate) fn bring_up(
     };
     let tracker = PageTracker::new(state_v, table_v).map_err(|_| EINVAL)?;
     let producer = Producer::new(header, slots).map_err(|_| EINVAL)?;
-    let pool = Pool::growable(pool_mem.phys, size.chunk_pages, more_v, bitmap_v, orig_v)
-        .ok_or(EINVAL)?;
+    let pool =
+        Pool::growable(pool_mem.phys, size.chunk_pages, more_v, bitmap_v, orig_v).ok_or(EINVAL)?;
 
     let registration = Registration {
         init: [

@@ -110,7 +110,13 @@ pub(crate) fn run(r: &&'static Results, input: &mut UserSliceReader) -> Result {
     let (mut map_ns, mut unmap_ns, mut failures) = (0u64, 0u64, 0u64);
     for _ in 0..iterations {
         let t = Instant::<Monotonic>::now();
-        let dma = ops.map(phys, bytes as u64, Direction::Bidirectional, true, &Requester::ANY);
+        let dma = ops.map(
+            phys,
+            bytes as u64,
+            Direction::Bidirectional,
+            true,
+            &Requester::ANY,
+        );
         map_ns += t.elapsed().as_nanos() as u64;
         let Some(dma) = dma else {
             failures += 1;

@@ -394,7 +394,11 @@ unsafe fn requester<'a>(dev: *mut bindings::device) -> Requester<'a> {
     };
     Requester {
         // SAFETY: non-null, see above.
-        limit: if mask.is_null() { u64::MAX } else { unsafe { *mask } },
+        limit: if mask.is_null() {
+            u64::MAX
+        } else {
+            unsafe { *mask }
+        },
         // An unset coherent mask (0) is treated like an absent `dma_mask`.
         coherent_limit: if coherent == 0 { u64::MAX } else { coherent },
         // SAFETY: non-null, see above.
