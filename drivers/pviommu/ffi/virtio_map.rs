@@ -392,13 +392,14 @@ unsafe fn requester<'a>(dev: *mut bindings::device) -> Requester<'a> {
             bindings::dev_name(dev),
         )
     };
-    Requester {
+    let limit = if mask.is_null() {
+        u64::MAX
+    } else {
         // SAFETY: non-null, see above.
-        limit: if mask.is_null() {
-            u64::MAX
-        } else {
-            unsafe { *mask }
-        },
+        unsafe { *mask }
+    };
+    Requester {
+        limit,
         // An unset coherent mask (0) is treated like an absent `dma_mask`.
         coherent_limit: if coherent == 0 { u64::MAX } else { coherent },
         // SAFETY: non-null, see above.
