@@ -13,7 +13,7 @@ use kernel::sync::SetOnce;
 use crate::debugfs;
 use crate::discover;
 use crate::ffi::{mem, params, virtio::Callback};
-use crate::hyp_abi::call::{Func, ABI_MAJOR, ABI_MINOR, FEATURE_APPLY};
+use crate::hyp_abi::call::{Func, ABI_MAJOR, ABI_MINOR, FEATURE_APPLY, FEATURE_WRITE_ONLY};
 use crate::hyp_abi::check::{check_status, VersionInfo};
 use crate::hyp_abi::layout::{PAGE_SIZE, RING_HEADER_SIZE, RING_ORDER_MAX, RING_ORDER_MIN};
 use crate::hyp_abi::ring::{Producer, RingHeader, RingSlot};
@@ -253,6 +253,7 @@ pub(crate) fn bring_up(
         lazy_max_pages: p.lazy_max_pages,
         bounce_threshold,
         apply: version.features & FEATURE_APPLY != 0,
+        write_only: version.features & FEATURE_WRITE_ONLY != 0,
     };
     let engine = Engine::new(
         cfg,
@@ -296,6 +297,15 @@ pub(crate) fn bring_up(
         STATS.pool_chunks.load(Ordering::Relaxed) * size.chunk_pages * 4,
         capacity * 4,
         on_revoke_failure.name()
+    );
+    pr_info!(
+        "{:?}: DMA_FROM_DEVICE buffers shared {}\n",
+        name,
+        if cfg.write_only {
+            "write-only (FEATURE_WRITE_ONLY)"
+        } else {
+            "read-write (the hypervisor has no FEATURE_WRITE_ONLY)"
+        }
     );
     if !cfg.apply {
         pr_warn!(

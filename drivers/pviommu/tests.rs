@@ -243,6 +243,17 @@ mod engine {
     }
 
     #[test]
+    fn from_device_is_write_only() {
+        assert_eq!(
+            failures(
+                stringify!(from_device_is_write_only),
+                selftest::from_device_is_write_only
+            ),
+            0
+        );
+    }
+
+    #[test]
     fn every_case_is_run_here() {
         let here = [
             "map_is_exit_free",
@@ -263,6 +274,7 @@ mod engine {
             "full_pool_grows",
             "coherent_mask_is_honoured",
             "thresholds_follow_direction",
+            "from_device_is_write_only",
         ];
         for (name, _) in selftest::CASES {
             assert!(here.contains(name));

@@ -22,13 +22,15 @@
 
 /* Versioning. */
 #define PVIOMMU_ABI_MAJOR		2
-#define PVIOMMU_ABI_MINOR		1
+#define PVIOMMU_ABI_MINOR		2
 #define PVIOMMU_ABI_VERSION		((PVIOMMU_ABI_MAJOR << 16) | PVIOMMU_ABI_MINOR)
 
 /* Feature bits (VERSION r1, mailbox header); undefined bits are reserved. */
 #define PVIOMMU_FEATURE_APPLY		(1ULL << 0)	/* APPLY (1.1) */
 #define PVIOMMU_FEATURE_STATS		(1ULL << 1)	/* STATS (2.1) */
-#define PVIOMMU_FEATURES_KNOWN		(PVIOMMU_FEATURE_APPLY | PVIOMMU_FEATURE_STATS)
+#define PVIOMMU_FEATURE_WRITE_ONLY	(1ULL << 2)	/* PERM_WRITE enforced (2.2) */
+#define PVIOMMU_FEATURES_KNOWN		(PVIOMMU_FEATURE_APPLY | PVIOMMU_FEATURE_STATS | \
+					 PVIOMMU_FEATURE_WRITE_ONLY)
 
 /* Granule. */
 #define PVIOMMU_PAGE_SHIFT		12
@@ -37,6 +39,7 @@
 /* Table entries: one byte per guest frame. */
 #define PVIOMMU_PERM_NONE		0
 #define PVIOMMU_PERM_READ		1
+#define PVIOMMU_PERM_WRITE		2	/* if PVIOMMU_FEATURE_WRITE_ONLY */
 #define PVIOMMU_PERM_READ_WRITE		3
 #define PVIOMMU_TABLE_PERM_MASK		0x03
 #define PVIOMMU_TABLE_RESERVED_MASK	0xfc

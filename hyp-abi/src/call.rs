@@ -11,8 +11,9 @@ use super::error::{EAGAIN, EBUSY, EINVAL, EIO, ENOMEM, EOPNOTSUPP, EPERM};
 /// ABI major version: incompatible changes bump it. 2.0 moved the SMCCC
 /// function IDs and renumbered the status codes.
 pub const ABI_MAJOR: u16 = 2;
-/// ABI minor version: compatible additions bump it. 2.1 added `STATS`.
-pub const ABI_MINOR: u16 = 1;
+/// ABI minor version: compatible additions bump it. 2.1 added `STATS`,
+/// 2.2 write-only table entries (`FEATURE_WRITE_ONLY`).
+pub const ABI_MINOR: u16 = 2;
 /// The version as `VERSION` returns it in `r0`: `(major << 16) | minor`.
 pub const ABI_VERSION: u32 = ((ABI_MAJOR as u32) << 16) | ABI_MINOR as u32;
 /// Feature bit (`VERSION` `r1`): the hypervisor implements `APPLY`, so the
@@ -23,10 +24,15 @@ pub const FEATURE_APPLY: u64 = 1 << 0;
 /// Feature bit (`VERSION` `r1`): the hypervisor implements `STATS`, so
 /// the guest can read the hypervisor's own counters of its work (ABI 2.1).
 pub const FEATURE_STATS: u64 = 1 << 1;
-/// Feature bits defined by ABI 2.1. Undefined bits are reserved: a
+/// Feature bit (`VERSION` `r1`): the hypervisor enforces `Perm::Write`
+/// (table entry 2, and `SHARE`'s permission 2) as write-only, so a device
+/// that only writes a buffer (`DMA_FROM_DEVICE`) cannot read what its
+/// pages held before (ABI 2.2). Without it, entry 2 means no access.
+pub const FEATURE_WRITE_ONLY: u64 = 1 << 2;
+/// Feature bits defined by ABI 2.2. Undefined bits are reserved: a
 /// hypervisor returns them as 0 and a guest ignores them, so that a later
 /// minor version can define them without breaking this one.
-pub const FEATURES_KNOWN: u64 = FEATURE_APPLY | FEATURE_STATS;
+pub const FEATURES_KNOWN: u64 = FEATURE_APPLY | FEATURE_STATS | FEATURE_WRITE_ONLY;
 
 /// Number of arguments of every call.
 pub const NR_ARGS: usize = 6;

@@ -18,8 +18,9 @@ pub const TABLE_RESERVED_MASK: u8 = 0xfc;
 /// The access the host is granted to one guest page.
 ///
 /// The encoding is the table entry's: bit 0 lets the host read the page
-/// (DMA to a device), bit 1 lets it write the page too. Write without read
-/// (`2`) is not a valid encoding.
+/// (DMA to a device), bit 1 lets it write the page (DMA from a device).
+/// Write without read (`2`, since ABI 2.2) is valid only with a hypervisor
+/// that reports `FEATURE_WRITE_ONLY`; any other treats it as no access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
 pub enum Perm {
@@ -27,6 +28,9 @@ pub enum Perm {
     None = 0,
     /// The host may read the page.
     Read = 1,
+    /// The host may write the page but not read it (`FEATURE_WRITE_ONLY`):
+    /// a device that only writes a buffer cannot read what the page held.
+    Write = 2,
     /// The host may read and write the page.
     ReadWrite = 3,
 }
@@ -42,6 +46,7 @@ impl Perm {
         match entry {
             0 => Some(Perm::None),
             1 => Some(Perm::Read),
+            2 => Some(Perm::Write),
             3 => Some(Perm::ReadWrite),
             _ => None,
         }

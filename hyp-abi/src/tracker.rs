@@ -4,11 +4,11 @@
 //!
 //! Two live DMA mappings can share a page, so a page's table entry must
 //! always equal the union of the permissions of its live mappings. Each page
-//! has one `AtomicU32` state word holding a read count, a write count and a
-//! lock bit. The lock bit serialises the count update and the table store of
-//! that one page, so that two CPUs changing the same page cannot store its
-//! entry out of order; pages never wait for each other, there is no global
-//! lock.
+//! has one `AtomicU32` state word holding a count of its read-only,
+//! write-only and read-write mappings (10 bits each) and a lock bit. The
+//! lock bit serialises the count update and the table store of that one
+//! page, so that two CPUs changing the same page cannot store its entry
+//! out of order; pages never wait for each other, there is no global lock.
 //!
 //! The caller disables interrupts around every call (the bit lock is a
 //! spinlock and must not be re-entered from an interrupt on the same CPU).
@@ -19,19 +19,16 @@ use super::error::Error;
 use super::layout::Perm;
 use super::sync::{spin, AtomicU32, AtomicU8, Ordering};
 
-/// Mask of the read-only mapping count in a page state word.
-const READ_MASK: u32 = 0x7fff;
-/// Shift of the read-write mapping count in a page state word.
-const WRITE_SHIFT: u32 = 15;
-/// Increment of the read-write mapping count.
-const WRITE_ONE: u32 = 1 << WRITE_SHIFT;
-/// Mask of the read-write mapping count in a page state word.
-const WRITE_MASK: u32 = READ_MASK << WRITE_SHIFT;
+/// Bits of each of the three mapping counts in a page state word: the
+/// read-only, write-only and read-write mappings, from bit 0 up.
+const COUNT_BITS: u32 = 10;
+/// Mask of one count (at bit 0).
+const COUNT_MASK: u32 = (1 << COUNT_BITS) - 1;
 /// The per-page lock bit.
 const LOCK: u32 = 1 << 31;
 
 /// Largest number of live mappings of one permission on one page.
-pub const MAX_MAPPINGS: u32 = READ_MASK;
+pub const MAX_MAPPINGS: u32 = COUNT_MASK;
 
 /// Page tracker over guest-private state words and the shared table.
 ///
@@ -74,12 +71,12 @@ impl Progress {
     }
 }
 
-/// Computes the table entry for a state word.
+/// Computes the table entry for a state word: the union of its live
+/// mappings' permissions.
 fn entry_of(state: u32) -> u8 {
-    // Branch-free: READ if any mapping, plus the write bit if a writable one.
-    let any = u8::from(state & (READ_MASK | WRITE_MASK) != 0);
-    let write = u8::from(state & WRITE_MASK != 0);
-    any | (write << 1)
+    let count = |shift: u32| (state >> shift) & COUNT_MASK != 0;
+    let (read, write, both) = (count(0), count(COUNT_BITS), count(2 * COUNT_BITS));
+    u8::from(read || both) | (u8::from(write || both) << 1)
 }
 
 impl<'a> PageTracker<'a> {
@@ -127,12 +124,12 @@ impl<'a> PageTracker<'a> {
         }
     }
 
-    /// Returns the count increment and count mask of a mapping permission,
-    /// and the counts whose being all zero means the entry grants less.
-    fn count_of(perm: Perm) -> Result<(u32, u32, u32), Error> {
+    /// Returns the shift of the count of mappings with `perm`.
+    fn shift_of(perm: Perm) -> Result<u32, Error> {
         match perm {
-            Perm::Read => Ok((1, READ_MASK, READ_MASK | WRITE_MASK)),
-            Perm::ReadWrite => Ok((WRITE_ONE, WRITE_MASK, WRITE_MASK)),
+            Perm::Read => Ok(0),
+            Perm::Write => Ok(COUNT_BITS),
+            Perm::ReadWrite => Ok(2 * COUNT_BITS),
             Perm::None => Err(Error::InvalidArgument),
         }
     }
@@ -140,59 +137,52 @@ impl<'a> PageTracker<'a> {
     /// Adds a live mapping of `gfn` with `perm`; returns whether the table
     /// entry changed (the caller then names `gfn` in a ring record).
     pub fn map(&self, gfn: u64, perm: Perm) -> Result<bool, Error> {
-        let counts = Self::count_of(perm)?;
+        let shift = Self::shift_of(perm)?;
         let (state, entry) = self.page(gfn)?;
-        Self::map_page(state, entry, counts, perm)
+        Self::map_page(state, entry, shift)
     }
 
     /// Drops a live mapping of `gfn` made with `perm`; returns whether the
     /// table entry changed (the caller then names `gfn` in a ring record and
     /// issues `SYNC` before reusing the page).
     pub fn unmap(&self, gfn: u64, perm: Perm) -> Result<bool, Error> {
-        let counts = Self::count_of(perm)?;
+        let shift = Self::shift_of(perm)?;
         let (state, entry) = self.page(gfn)?;
-        Self::unmap_page(state, entry, counts)
+        Self::unmap_page(state, entry, shift)
     }
 
     #[inline]
-    fn map_page(
-        state: &AtomicU32,
-        entry: &AtomicU8,
-        (one, mask, covers): (u32, u32, u32),
-        perm: Perm,
-    ) -> Result<bool, Error> {
+    fn map_page(state: &AtomicU32, entry: &AtomicU8, shift: u32) -> Result<bool, Error> {
         let old = Self::lock(state);
-        if old & mask == mask {
+        if (old >> shift) & COUNT_MASK == COUNT_MASK {
             // Release: unlock unchanged.
             state.store(old, Ordering::Release);
             return Err(Error::Overflow);
         }
-        // The entry grows to `perm` exactly when no mapping granted it yet.
-        let changed = old & covers == 0;
+        let new = old + (1 << shift);
+        // The entry grows exactly when no live mapping granted this yet.
+        let changed = entry_of(new) != entry_of(old);
         if changed {
             // Relaxed: the Release store of the ring record's `seq` (or the
             // hypercall) orders this store before the hypervisor reads it.
-            entry.store(perm.bits(), Ordering::Relaxed);
+            entry.store(entry_of(new), Ordering::Relaxed);
         }
         // Release: the next holder of the lock sees the count and the entry.
-        state.store(old + one, Ordering::Release);
+        state.store(new, Ordering::Release);
         Ok(changed)
     }
 
     #[inline]
-    fn unmap_page(
-        state: &AtomicU32,
-        entry: &AtomicU8,
-        (one, mask, covers): (u32, u32, u32),
-    ) -> Result<bool, Error> {
+    fn unmap_page(state: &AtomicU32, entry: &AtomicU8, shift: u32) -> Result<bool, Error> {
         let old = Self::lock(state);
-        if old & mask == 0 {
+        if (old >> shift) & COUNT_MASK == 0 {
             state.store(old, Ordering::Release);
             return Err(Error::Underflow);
         }
-        let new = old - one;
-        // The entry shrinks exactly when the last mapping granting `perm` goes.
-        let changed = new & covers == 0;
+        let new = old - (1 << shift);
+        // The entry shrinks exactly when the last mapping granting part of
+        // it goes.
+        let changed = entry_of(new) != entry_of(old);
         if changed {
             entry.store(entry_of(new), Ordering::Relaxed);
         }
@@ -206,16 +196,16 @@ impl<'a> PageTracker<'a> {
     /// progress is part of the result): the caller publishes
     /// `progress.record()`, then unmaps those pages to undo them.
     pub fn map_range(&self, gfn: u64, nr: u32, perm: Perm) -> (Progress, Result<(), Error>) {
-        match Self::count_of(perm) {
-            Ok(counts) => self.range(gfn, nr, |s, e| Self::map_page(s, e, counts, perm)),
+        match Self::shift_of(perm) {
+            Ok(shift) => self.range(gfn, nr, |s, e| Self::map_page(s, e, shift)),
             Err(e) => (Progress::default(), Err(e)),
         }
     }
 
     /// Unmaps `nr` pages from `gfn`, stopping at the first error.
     pub fn unmap_range(&self, gfn: u64, nr: u32, perm: Perm) -> (Progress, Result<(), Error>) {
-        match Self::count_of(perm) {
-            Ok(counts) => self.range(gfn, nr, |s, e| Self::unmap_page(s, e, counts)),
+        match Self::shift_of(perm) {
+            Ok(shift) => self.range(gfn, nr, |s, e| Self::unmap_page(s, e, shift)),
             Err(e) => (Progress::default(), Err(e)),
         }
     }

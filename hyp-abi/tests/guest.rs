@@ -67,7 +67,7 @@ fn tracker_rejects_bad_input_without_change() {
 fn counts_saturate_with_an_error() {
     let (s, t) = tracker_state(1);
     let tr = PageTracker::new(&s, &t).unwrap();
-    for perm in [Perm::Read, Perm::ReadWrite] {
+    for perm in [Perm::Read, Perm::Write, Perm::ReadWrite] {
         for _ in 0..MAX_MAPPINGS {
             tr.map(0, perm).unwrap();
         }
@@ -76,6 +76,14 @@ fn counts_saturate_with_an_error() {
     assert_eq!(tr.entry(0), Some(Perm::ReadWrite));
     for _ in 0..MAX_MAPPINGS {
         tr.unmap(0, Perm::ReadWrite).unwrap();
+    }
+    assert_eq!(
+        tr.entry(0),
+        Some(Perm::ReadWrite),
+        "read-only and write-only left"
+    );
+    for _ in 0..MAX_MAPPINGS {
+        tr.unmap(0, Perm::Write).unwrap();
     }
     assert_eq!(tr.entry(0), Some(Perm::Read));
 }
@@ -281,9 +289,9 @@ fn function_ids_are_vendor_hyp_fast_smc64() {
 
 #[test]
 fn hypervisor_answers_are_checked() {
-    assert_eq!(ABI_VERSION, 0x2_0001);
+    assert_eq!(ABI_VERSION, 0x2_0002);
     let v = check_version(0, &[ABI_VERSION.into(), FEATURE_APPLY, 16]).unwrap();
-    assert_eq!((v.major, v.minor, v.max_ring_order), (2, 1, 16));
+    assert_eq!((v.major, v.minor, v.max_ring_order), (2, 2, 16));
     assert_eq!(v.features, FEATURE_APPLY);
     // A 2.0 hypervisor without APPLY.
     let v = check_version(0, &[0x2_0000, 0, 16]).unwrap();
@@ -343,12 +351,41 @@ fn hypervisor_answers_are_checked() {
 
 #[test]
 fn permissions_encode_like_the_table() {
-    assert_eq!(Perm::from_entry(2), None);
+    assert_eq!(Perm::from_entry(2), Some(Perm::Write));
     assert_eq!(Perm::from_entry(5), None);
     assert_eq!(Perm::from_entry_or_none(0xff), Perm::None);
     assert_eq!(Perm::Read.union(Perm::ReadWrite), Perm::ReadWrite);
+    assert_eq!(Perm::Read.union(Perm::Write), Perm::ReadWrite);
     assert!(Perm::ReadWrite.allows(Perm::Read));
+    assert!(Perm::ReadWrite.allows(Perm::Write));
     assert!(!Perm::Read.allows(Perm::ReadWrite));
+    assert!(!Perm::Write.allows(Perm::Read), "write-only");
+    assert!(!Perm::Read.allows(Perm::Write));
+}
+
+#[test]
+fn write_only_mappings_make_the_union() {
+    let (s, t) = tracker_state(2);
+    let tr = PageTracker::new(&s, &t).unwrap();
+    assert_eq!(tr.map(0, Perm::Write), Ok(true));
+    assert_eq!(tr.entry(0), Some(Perm::Write));
+    assert_eq!(tr.map(0, Perm::Read), Ok(true), "read joins: read-write");
+    assert_eq!(tr.entry(0), Some(Perm::ReadWrite));
+    assert_eq!(tr.map(0, Perm::ReadWrite), Ok(false), "already read-write");
+    assert_eq!(
+        tr.unmap(0, Perm::Read),
+        Ok(false),
+        "the read-write one still reads"
+    );
+    assert_eq!(tr.unmap(0, Perm::ReadWrite), Ok(true), "only write is left");
+    assert_eq!(tr.entry(0), Some(Perm::Write));
+    assert_eq!(
+        tr.unmap(0, Perm::Read),
+        Err(Error::Underflow),
+        "counts are separate"
+    );
+    assert_eq!(tr.unmap(0, Perm::Write), Ok(true));
+    assert_eq!(tr.entry(0), Some(Perm::None));
 }
 
 #[test]

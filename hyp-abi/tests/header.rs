@@ -11,7 +11,7 @@
 use core::mem::{offset_of, size_of};
 use pviommu_hyp_abi::call::{
     Func, Stat, Status, ABI_MAJOR, ABI_MINOR, ABI_VERSION, FEATURES_KNOWN, FEATURE_APPLY,
-    FEATURE_STATS, NR_FUNCS, NR_STATS, NR_STATUSES, SMCCC_FUNC_BASE,
+    FEATURE_STATS, FEATURE_WRITE_ONLY, NR_FUNCS, NR_STATS, NR_STATUSES, SMCCC_FUNC_BASE,
 };
 use pviommu_hyp_abi::layout::*;
 use pviommu_hyp_abi::mailbox::*;
@@ -30,11 +30,13 @@ fn asserts() -> String {
     eq("PVIOMMU_ABI_VERSION", ABI_VERSION.into());
     eq("PVIOMMU_FEATURE_APPLY", FEATURE_APPLY.into());
     eq("PVIOMMU_FEATURE_STATS", FEATURE_STATS.into());
+    eq("PVIOMMU_FEATURE_WRITE_ONLY", FEATURE_WRITE_ONLY.into());
     eq("PVIOMMU_FEATURES_KNOWN", FEATURES_KNOWN.into());
     eq("PVIOMMU_PAGE_SHIFT", PAGE_SHIFT.into());
     eq("PVIOMMU_PAGE_SIZE", PAGE_SIZE.into());
     eq("PVIOMMU_PERM_NONE", Perm::None.bits().into());
     eq("PVIOMMU_PERM_READ", Perm::Read.bits().into());
+    eq("PVIOMMU_PERM_WRITE", Perm::Write.bits().into());
     eq("PVIOMMU_PERM_READ_WRITE", Perm::ReadWrite.bits().into());
     eq("PVIOMMU_TABLE_PERM_MASK", TABLE_PERM_MASK.into());
     eq("PVIOMMU_TABLE_RESERVED_MASK", TABLE_RESERVED_MASK.into());

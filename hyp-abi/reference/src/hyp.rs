@@ -40,12 +40,14 @@ const CHUNK: usize = 64;
 /// Table bytes read per guest-memory copy.
 const SCRATCH: usize = 4096;
 
-/// Permission of each table entry value: 0, 1 and 3 are valid; the invalid
-/// encoding 2 and any reserved bit fail safe to no access, flagged by 0x80.
+/// Permission of each table entry value: 0 to 3 are valid (2, write-only,
+/// since ABI 2.2, which this hypervisor enforces: `FEATURE_WRITE_ONLY`);
+/// any reserved bit fails safe to no access, flagged by 0x80.
 const ENTRY_PERM: [u8; 256] = {
     let mut t = [0x80u8; 256];
     t[0] = 0;
     t[1] = 1;
+    t[2] = 2;
     t[3] = 3;
     t
 };
@@ -99,7 +101,8 @@ pub struct Config {
 pub enum Access {
     /// The host reads guest memory (DMA to a device): needs `Perm::Read`.
     Read,
-    /// The host writes guest memory (DMA from a device): needs `Perm::ReadWrite`.
+    /// The host writes guest memory (DMA from a device): needs `Perm::Write`
+    /// (a write-only or a read-write page).
     Write,
 }
 
@@ -526,6 +529,7 @@ impl Hypervisor {
         };
         let perm = match perm {
             1 => Perm::Read.bits(),
+            2 => Perm::Write.bits(),
             3 => Perm::ReadWrite.bits(),
             _ => return CallResult::err(Status::InvalidParameter),
         };
@@ -891,7 +895,7 @@ impl Hypervisor {
         let (mut bad, mut forbidden) = (0, 0);
         // Frames the table covers beyond guest RAM can never be shared.
         for &entry in beyond {
-            if entry & TABLE_RESERVED_MASK != 0 || entry == 2 {
+            if entry & TABLE_RESERVED_MASK != 0 {
                 bad += 1;
             } else if entry != 0 {
                 forbidden += 1;
@@ -923,7 +927,7 @@ impl Hypervisor {
         };
         let need = match access {
             Access::Read => Perm::Read.bits(),
-            Access::Write => Perm::ReadWrite.bits(),
+            Access::Write => Perm::Write.bits(),
         };
         // Stops at the first page refused, so a huge `len` ends at the end
         // of the page array.

@@ -97,7 +97,8 @@ impl Guest {
     }
 
     /// Table entries the hypervisor refused so far: with every entry named
-    /// invalid (2) or outside RAM, the number of entries applied.
+    /// invalid (a reserved bit, 4) or outside RAM, the number of entries
+    /// applied.
     fn refused(&self) -> u64 {
         let c = self.hyp.counters();
         c.bad_table_entries + c.forbidden_shares
@@ -126,9 +127,10 @@ fn alternate(g: &Guest, records: u64) {
 #[test]
 fn hostile_sync_is_bounded_and_answers_busy() {
     let mut g = Guest::small();
-    // Invalid entries: each one applied is counted, nothing is shared.
-    g.set_entries(A, 2);
-    g.set_entries(B, 2);
+    // Invalid entries (a reserved bit): each one applied is counted,
+    // nothing is shared.
+    g.set_entries(A, 4);
+    g.set_entries(B, 4);
     alternate(&g, g.ring_size);
     let per_call = BUDGET / 256;
     let before = g.refused();
@@ -296,8 +298,8 @@ fn an_oversized_record_is_applied_alone_at_the_start_of_a_drain() {
 #[test]
 fn records_behind_an_unpublished_one_count_against_the_budget() {
     let mut g = Guest::small();
-    g.set_entries(A, 2);
-    g.set_entries(B, 2);
+    g.set_entries(A, 4);
+    g.set_entries(B, 4);
     g.set_entries(290..291, 3);
     // Record 0 is reserved and not published yet; the rest of the ring is.
     g.set_producer(1);
@@ -323,8 +325,8 @@ fn records_behind_an_unpublished_one_count_against_the_budget() {
 #[test]
 fn a_kick_drain_stops_at_the_budget_and_leaves_the_rest() {
     let mut g = Guest::small();
-    g.set_entries(A, 2);
-    g.set_entries(B, 2);
+    g.set_entries(A, 4);
+    g.set_entries(B, 4);
     alternate(&g, g.ring_size);
     let per_drain = BUDGET / 256;
     for k in 1..=3 {
@@ -348,8 +350,8 @@ fn a_kick_drain_stops_at_the_budget_and_leaves_the_rest() {
 #[test]
 fn drain_stats_report_the_budget() {
     let mut g = Guest::small();
-    g.set_entries(A, 2);
-    g.set_entries(B, 2);
+    g.set_entries(A, 4);
+    g.set_entries(B, 4);
     alternate(&g, 300);
     let s = g.hyp.drain(&g.ram);
     assert_eq!((s.records, s.entries, s.out_of_budget), (256, BUDGET, true));

@@ -6,7 +6,8 @@ mod common;
 
 use common::*;
 use pviommu_reference_hyp::abi::call::{
-    Func, Stat, Status, ABI_VERSION, FEATURE_APPLY, FEATURE_STATS, NR_FUNCS, NR_STATS,
+    Func, Stat, Status, ABI_VERSION, FEATURE_APPLY, FEATURE_STATS, FEATURE_WRITE_ONLY, NR_FUNCS,
+    NR_STATS,
 };
 use pviommu_reference_hyp::{Access, GuestRam, OutOfRange, Perm, VecRam};
 use std::cell::RefCell;
@@ -25,10 +26,17 @@ fn version_reports_abi_and_limits() {
     assert_eq!(r.status, OK);
     assert_eq!(
         r.ret,
-        [u64::from(ABI_VERSION), FEATURE_APPLY | FEATURE_STATS, 16]
+        [
+            u64::from(ABI_VERSION),
+            FEATURE_APPLY | FEATURE_STATS | FEATURE_WRITE_ONLY,
+            16
+        ]
     );
-    assert_eq!(ABI_VERSION, 0x2_0001);
-    assert_eq!((FEATURE_APPLY, FEATURE_STATS), (1, 2));
+    assert_eq!(ABI_VERSION, 0x2_0002);
+    assert_eq!(
+        (FEATURE_APPLY, FEATURE_STATS, FEATURE_WRITE_ONLY),
+        (1, 2, 4)
+    );
 }
 
 #[test]
@@ -38,7 +46,7 @@ fn stats_reads_the_counters_by_index() {
     g.sync();
     g.map(20, 2, 0);
     g.sync();
-    g.set_entry(21, 2);
+    g.set_entry(21, 0x10);
     g.push(21, 1);
     g.sync();
     let stat = |g: &mut Guest, s: Stat| {
@@ -271,7 +279,7 @@ fn bad_table_entries_fail_safe_to_none() {
     let mut g = Guest::new();
     g.map(20, 1, 3);
     g.sync();
-    for (i, bad) in [2u8, 4, 0x83, 0xff].into_iter().enumerate() {
+    for (i, bad) in [0x40u8, 4, 0x83, 0xff].into_iter().enumerate() {
         g.map(20 + i as u64, 1, bad);
     }
     g.sync();
@@ -309,10 +317,41 @@ fn table_ring_and_non_ram_pages_are_never_shared() {
 }
 
 #[test]
+fn write_only_entries_let_the_host_write_but_not_read() {
+    let mut g = Guest::new();
+    g.map(20, 2, 2);
+    g.sync();
+    assert_eq!(g.hyp.host_perm(20), Perm::Write);
+    let gpa = 20 * 4096;
+    assert!(g.hyp.check_access(&g.ram, gpa, 8, Access::Write).is_ok());
+    assert!(
+        g.hyp.check_access(&g.ram, gpa, 8, Access::Read).is_err(),
+        "a device that only writes cannot read what the page held"
+    );
+    assert_eq!(
+        g.hyp.counters().bad_table_entries,
+        0,
+        "2 is valid since 2.2"
+    );
+    // Read-write narrowed to write-only is a reduction: invalidated.
+    g.map(22, 1, 3);
+    g.sync();
+    let before = g.hyp.counters().invalidations;
+    g.map(22, 1, 2);
+    g.sync();
+    assert_eq!(g.hyp.host_perm(22), Perm::Write);
+    assert_eq!(g.hyp.counters().invalidations, before + 1);
+    // SHARE takes write-only too.
+    let r = g.call(SHARE, [30, 1, 2, 0, 0, 0]);
+    assert_eq!((r.status, r.ret[0]), (OK, 1));
+    assert_eq!(g.hyp.host_perm(30), Perm::Write);
+}
+
+#[test]
 fn share_validates_and_reports_progress() {
     let mut g = Guest::new();
     assert_eq!(g.call(SHARE, [20, 1, 0, 0, 0, 0]).status, INVALID);
-    assert_eq!(g.call(SHARE, [20, 1, 2, 0, 0, 0]).status, INVALID);
+    assert_eq!(g.call(SHARE, [20, 1, 4, 0, 0, 0]).status, INVALID);
     assert_eq!(g.call(SHARE, [20, 0, 1, 0, 0, 0]).status, INVALID);
     assert_eq!(g.call(SHARE, [u64::MAX, 2, 1, 0, 0, 0]).status, INVALID);
     let r = g.call(SHARE, [20, 4, 1, 0, 0, 0]);
@@ -467,7 +506,7 @@ fn apply_shares_and_unshares_per_the_table() {
     assert_eq!(apply(&mut g, 20, 3).ret, [3, 0, 0]);
     assert_eq!(g.hyp.counters().invalidations, 1);
     // A bad entry fails safe to no access, as in a ring record.
-    g.set_entry(20, 2);
+    g.set_entry(20, 0x20);
     assert_eq!(apply(&mut g, 20, 1).ret, [1, 0, 0]);
     assert_eq!(g.hyp.host_perm(20), Perm::None);
     assert_eq!(g.hyp.counters().bad_table_entries, 1);

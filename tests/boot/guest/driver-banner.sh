@@ -3,4 +3,4 @@
 line=$(dmesg | grep -m1 'pviommu: paravirtual IOMMU driver, ABI ')
 [ -n "$line" ] || { echo "no pviommu banner in dmesg"; exit 1; }
 echo "$line"
-echo "$line" | grep -q 'ABI 2\.1$' || { echo "unexpected ABI version"; exit 1; }
+echo "$line" | grep -q 'ABI 2\.2$' || { echo "unexpected ABI version"; exit 1; }

@@ -18,6 +18,10 @@ for arg in $(cat /proc/cmdline); do
 done
 [ "$(c unshare_errors)" -eq 0 ] || { echo "unshare errors"; exit 1; }
 [ "$(c map_errors)" -eq 0 ] || { echo "map errors"; exit 1; }
+# The reference hypervisor enforces write-only entries (ABI 2.2): the
+# driver shares DMA_FROM_DEVICE buffers write-only.
+dmesg | grep -q 'DMA_FROM_DEVICE buffers shared write-only' ||
+	{ echo "the driver did not take FEATURE_WRITE_ONLY"; exit 1; }
 case $mode in
 share)
 	[ "$(c hcall_share)" -eq 0 ] && [ "$(c hcall_unshare)" -eq 0 ] ||

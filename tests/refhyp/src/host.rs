@@ -33,7 +33,7 @@ pub struct HostInner {
     pub classes: BTreeMap<&'static str, ClassCounters>,
     /// Pages the device reached, and whether it wrote them: the adversary
     /// comes back to them once the guest has unshared them.
-    touched: BTreeMap<u64, bool>,
+    touched: BTreeMap<u64, u8>,
 }
 
 pub struct Host {
@@ -45,11 +45,22 @@ pub struct Host {
     inner: Mutex<HostInner>,
 }
 
-fn access_of(perm: Permissions) -> Access {
-    if perm.has_write() {
-        Access::Write
-    } else {
-        Access::Read
+/// The host-view accesses a device access with `perm` needs: both for a
+/// read-modify-write, since a write-only page (`Perm::Write`) must not be
+/// read.
+fn accesses_of(perm: Permissions) -> &'static [Access] {
+    match perm {
+        Permissions::Write => &[Access::Write],
+        Permissions::ReadWrite => &[Access::Read, Access::Write],
+        Permissions::Read | Permissions::No => &[Access::Read],
+    }
+}
+
+/// The table-entry bit of an access: what the adversary remembers.
+fn bit_of(access: Access) -> u8 {
+    match access {
+        Access::Read => Perm::Read.bits(),
+        Access::Write => Perm::Write.bits(),
     }
 }
 
@@ -143,15 +154,26 @@ impl Host {
             g.dev.unchecked_accesses += 1;
             return true;
         }
-        let access = access_of(perm);
-        match g.hyp.check_access(&self.ram, gpa, len as u64, access) {
-            Ok(()) => {
+        let mut denied = None;
+        for &access in accesses_of(perm) {
+            if g.hyp
+                .check_access(&self.ram, gpa, len as u64, access)
+                .is_err()
+            {
+                denied = Some(access);
+                break;
+            }
+        }
+        match denied {
+            None => {
                 if self.adversarial {
-                    Self::remember(&mut g, gpa, len as u64, access);
+                    for &access in accesses_of(perm) {
+                        Self::remember(&mut g, gpa, len as u64, access);
+                    }
                 }
                 true
             }
-            Err(_) => {
+            Some(access) => {
                 g.dev.violations += 1;
                 if let Some(c) = class {
                     g.class(c).violations += 1;
@@ -170,8 +192,7 @@ impl Host {
             if g.touched.len() >= MAX_TOUCHED_PAGES && !g.touched.contains_key(&gfn) {
                 return;
             }
-            let wrote = g.touched.entry(gfn).or_insert(false);
-            *wrote |= matches!(access, Access::Write);
+            *g.touched.entry(gfn).or_insert(0) |= bit_of(access);
         }
     }
 
@@ -185,19 +206,30 @@ impl Host {
     /// returns, so an allowed attempt here is a hole in the enforcement,
     /// not a race with a legitimate new mapping.
     fn probe_unshared(&self, g: &mut HostInner) {
-        let stale: Vec<(u64, bool, Perm)> = g
+        // Pages where the device made an access the host view no longer
+        // allows: unshared, or narrowed (to read-only, or to write-only).
+        let stale: Vec<(u64, u8, Perm)> = g
             .touched
             .iter()
-            .map(|(&gfn, &wrote)| (gfn, wrote, g.hyp.host_perm(gfn)))
-            .filter(|&(_, wrote, perm)| perm == Perm::None || (wrote && perm == Perm::Read))
+            .map(|(&gfn, &made)| (gfn, made, g.hyp.host_perm(gfn)))
+            .filter(|&(_, made, perm)| made & !perm.bits() != 0)
             .collect();
-        for (gfn, _, perm) in stale {
-            let mut attempts = vec![Access::Write];
+        for (gfn, made, perm) in stale {
+            // An unshared page is attacked both ways, a narrowed one in the
+            // ways the device used and may no longer.
+            let lost = if perm == Perm::None {
+                Perm::ReadWrite.bits()
+            } else {
+                made & !perm.bits()
+            };
+            let attempts: Vec<Access> = [Access::Write, Access::Read]
+                .into_iter()
+                .filter(|&a| lost & bit_of(a) != 0)
+                .collect();
             if perm == Perm::None {
-                attempts.push(Access::Read);
                 g.touched.remove(&gfn);
             } else {
-                g.touched.insert(gfn, false);
+                g.touched.insert(gfn, made & perm.bits());
             }
             let gpa = gfn << PAGE_SHIFT;
             for access in attempts {

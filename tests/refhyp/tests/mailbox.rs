@@ -29,7 +29,11 @@ fn version_init_and_completion_interrupt() {
     let (st, ret) = g.call(FUNC_VERSION, [0; 6]);
     assert_eq!(
         (st, ret[0], ret[1]),
-        (ST_SUCCESS, ABI_2_1, FEATURE_APPLY | FEATURE_STATS)
+        (
+            ST_SUCCESS,
+            ABI_2_2,
+            FEATURE_APPLY | FEATURE_STATS | FEATURE_WRITE_ONLY
+        )
     );
     // The hypervisor raises our vector once the doorbell is served (just
     // after the answer is published).
@@ -189,9 +193,9 @@ fn out_of_range_frames_are_refused() {
     );
     assert_eq!(g.call(FUNC_SHARE, [u64::MAX, 2, 3, 0, 0, 0]).0, ST_INVALID);
     assert_eq!(
-        g.call(FUNC_SHARE, [16, 1, 2, 0, 0, 0]).0,
+        g.call(FUNC_SHARE, [16, 1, 4, 0, 0, 0]).0,
         ST_INVALID,
-        "perm 2"
+        "perm 4"
     );
     assert_eq!(
         g.call(FUNC_UNSHARE, [ram_frames + 5, 1, 0, 0, 0, 0]).0,

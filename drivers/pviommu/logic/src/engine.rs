@@ -64,9 +64,9 @@ const RING_FULL_TRIES: u32 = 1 << 20;
 /// never spins without bound.
 pub const BUSY_TRIES: u32 = 4096;
 
-/// How many times an unmap tries a page's two permissions in turn before
-/// it takes the page as never mapped (see `Engine::unmap_page`).
-const UNMAP_TRIES: usize = 4;
+/// How many times an unmap tries a page's three permissions in turn
+/// before it takes the page as never mapped (see `Engine::unmap_page`).
+const UNMAP_TRIES: usize = 6;
 
 /// Copies between guest-physical ranges (for bounce buffers).
 pub trait Copier {
@@ -127,6 +127,9 @@ pub struct Config {
     pub bounce_threshold: Thresholds,
     /// The hypervisor implements `APPLY` (`FEATURE_APPLY` in `VERSION`).
     pub apply: bool,
+    /// The hypervisor enforces write-only entries (`FEATURE_WRITE_ONLY`):
+    /// `DMA_FROM_DEVICE` buffers are shared write-only.
+    pub write_only: bool,
 }
 
 /// Pages an unmap call cleared and not yet synced. Every unmap operation
@@ -208,6 +211,11 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
     /// Whether an unshare failed and the engine refuses mappings.
     pub fn is_broken(&self) -> bool {
         self.broken.load(Ordering::Relaxed)
+    }
+
+    /// The permission a mapping in direction `dir` is shared with.
+    fn perm(&self, dir: Dir) -> Perm {
+        dir.perm(self.cfg.write_only)
     }
 
     /// Largest buffer one mapping may cover ([`pool::max_mapping_bytes`]).
@@ -337,8 +345,8 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
                 let (gfn, nr) = frames(phys, size)?;
                 self.copier.prefault(phys, size);
                 match self.cfg.mode {
-                    Mode::Sync => self.share_direct(gfn, nr, dir.perm())?,
-                    _ => self.share_table(gfn, nr, dir.perm())?,
+                    Mode::Sync => self.share_direct(gfn, nr, self.perm(dir))?,
+                    _ => self.share_table(gfn, nr, self.perm(dir))?,
                 }
                 Ok(phys)
             }
@@ -387,7 +395,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
                     self.mark_broken(u64::from(nr));
                 }
             }
-            _ => batch.pending += self.unshare_table(gfn, nr, dir.perm()),
+            _ => batch.pending += self.unshare_table(gfn, nr, self.perm(dir)),
         }
     }
 
@@ -691,7 +699,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
     /// cannot say which one an unmap ends. The caller's direction is tried
     /// first (`unmap_range`), which is exact for a caller that unmaps with
     /// the direction it mapped, as the DMA API requires. Failing that, the
-    /// mapping was made with the other permission (say read-write, unmapped
+    /// mapping was made with another permission (say read-write, unmapped
     /// as to-device), and that count is dropped instead. So every unmap of
     /// a live mapping drops exactly one live count of the page, and once
     /// the page's last mapping is unmapped all its counts are zero and its
@@ -703,15 +711,19 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
     /// which shares less, not more; the page then runs out of counts
     /// before its last unmap, which is counted as an error.
     fn unmap_page(&self, gfn: u64, perm: Perm) -> Result<bool, Error> {
-        let other = match perm {
-            Perm::Read => Perm::ReadWrite,
-            _ => Perm::Read,
+        // The other two permissions, then the caller's again: first the
+        // one that grants what the caller's does and more (a read-write
+        // mapping unmapped as to-device or as from-device).
+        let order = match perm {
+            Perm::Read => [Perm::ReadWrite, Perm::Write, Perm::Read],
+            Perm::Write => [Perm::ReadWrite, Perm::Read, Perm::Write],
+            _ => [Perm::Write, Perm::Read, Perm::ReadWrite],
         };
         // The page holds a count for the mapping being unmapped, but
         // another CPU may move the page's counts between two tries (a
-        // read-write unmap, then a read-only map): alternate a few times.
+        // read-write unmap, then a read-only map): cycle a few times.
         let mut result = Err(Error::Underflow);
-        for p in [other, perm].into_iter().cycle().take(UNMAP_TRIES) {
+        for p in order.into_iter().cycle().take(UNMAP_TRIES) {
             result = self.tracker.unmap(gfn, p);
             if result != Err(Error::Underflow) {
                 break;

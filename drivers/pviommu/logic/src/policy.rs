@@ -84,11 +84,15 @@ pub enum Dir {
 }
 
 impl Dir {
-    /// The host permission a mapping in this direction needs: a device
-    /// that writes needs read-write.
-    pub fn perm(self) -> Perm {
+    /// The host permission a mapping in this direction needs. A device
+    /// that only writes (`DMA_FROM_DEVICE`) gets write-only access when
+    /// the hypervisor enforces it (`write_only`, `FEATURE_WRITE_ONLY`), so
+    /// it cannot read what the pages held before (as iommu-dma maps such
+    /// buffers); read-write otherwise.
+    pub fn perm(self, write_only: bool) -> Perm {
         match self {
             Dir::ToDevice => Perm::Read,
+            Dir::FromDevice if write_only => Perm::Write,
             Dir::FromDevice | Dir::Bidirectional => Perm::ReadWrite,
         }
     }

@@ -77,7 +77,8 @@ fn expectations(r: &Registration) -> [Expect; 9] {
         Expect {
             name: "share_with_an_undefined_permission",
             func: Func::Share,
-            args: [r.pool_gfn(), 1, 2, 0, 0, 0],
+            // A reserved bit: 2 (write-only) is defined since ABI 2.2.
+            args: [r.pool_gfn(), 1, 4, 0, 0, 0],
             status: Status::InvalidParameter,
         },
         Expect {

@@ -305,6 +305,7 @@ pub struct Fixture {
     orig: [AtomicU64; POOL_PAGES * (1 + POOL_MORE)],
     stats: Stats,
     thresholds: Thresholds,
+    write_only: bool,
 }
 
 impl Fixture {
@@ -320,7 +321,14 @@ impl Fixture {
             orig: [const { AtomicU64::new(0) }; POOL_PAGES * (1 + POOL_MORE)],
             stats: Stats::new(),
             thresholds: Thresholds::fixed(PAGE_SIZE),
+            write_only: false,
         }
+    }
+
+    /// The same fixture over a hypervisor with `FEATURE_WRITE_ONLY`.
+    pub fn with_write_only(mut self) -> Self {
+        self.write_only = true;
+        self
     }
 
     /// The same fixture with other bounce thresholds (one page by default).
@@ -355,6 +363,7 @@ impl Fixture {
             lazy_max_pages: 16,
             bounce_threshold: self.thresholds,
             apply: true,
+            write_only: self.write_only,
         };
         let engine = Engine::new(
             cfg,
@@ -897,6 +906,59 @@ pub fn thresholds_follow_direction(c: &dyn Check) {
         });
 }
 
+/// With `FEATURE_WRITE_ONLY`, a buffer the device only writes is shared
+/// write-only (it cannot read what the pages held), one it reads as well
+/// read-write, and the table stays the union of the live mappings; an
+/// unmap with the wrong direction still revokes what the map granted.
+pub fn from_device_is_write_only(c: &dyn Check) {
+    Fixture::new()
+        .with_write_only()
+        .with(Mode::Share, |e, _, _, fx| {
+            let at = |gfn: u64| gfn * PAGE_SIZE;
+            let w = e.map(at(4), 2 * PAGE_SIZE, Dir::FromDevice, true);
+            c.check(w == Ok(at(4)), "in place");
+            c.check(
+                fx.entry(4) == Perm::Write.bits() && fx.entry(5) == Perm::Write.bits(),
+                "from the device: write-only",
+            );
+            let b = e.map(at(5), PAGE_SIZE, Dir::Bidirectional, true);
+            c.check(
+                fx.entry(5) == Perm::ReadWrite.bits(),
+                "a bidirectional mapping of the same page: read-write",
+            );
+            let r = e.map(at(4), PAGE_SIZE, Dir::ToDevice, true);
+            c.check(
+                fx.entry(4) == Perm::ReadWrite.bits(),
+                "write-only and read-only live mappings: read-write",
+            );
+            let mut batch = Batch::default();
+            e.unmap(r.unwrap_or(0), PAGE_SIZE, Dir::ToDevice, true, &mut batch);
+            c.check(fx.entry(4) == Perm::Write.bits(), "back to write-only");
+            // The bidirectional mapping unmapped as to-device.
+            e.unmap(b.unwrap_or(0), PAGE_SIZE, Dir::ToDevice, true, &mut batch);
+            c.check(
+                fx.entry(5) == Perm::Write.bits(),
+                "the read-write count dropped",
+            );
+            e.unmap(
+                w.unwrap_or(0),
+                2 * PAGE_SIZE,
+                Dir::FromDevice,
+                true,
+                &mut batch,
+            );
+            c.check(e.finish(batch).is_ok(), "unmapped");
+            c.check(fx.entry(4) == 0 && fx.entry(5) == 0, "nothing left shared");
+        });
+    Fixture::new().with(Mode::Share, |e, _, _, fx| {
+        let w = e.map(4 * PAGE_SIZE, PAGE_SIZE, Dir::FromDevice, true);
+        c.check(
+            w.is_ok() && fx.entry(4) == Perm::ReadWrite.bits(),
+            "without the feature, read-write",
+        );
+    });
+}
+
 /// A full ring forces a `SYNC` and the mapping still succeeds.
 pub fn full_ring_forces_a_sync(c: &dyn Check) {
     Fixture::new().with(Mode::Share, |e, hyp, _, _| {
@@ -1155,4 +1217,5 @@ pub const CASES: &[(&str, Case)] = &[
     ("full_pool_grows", full_pool_grows),
     ("coherent_mask_is_honoured", coherent_mask_is_honoured),
     ("thresholds_follow_direction", thresholds_follow_direction),
+    ("from_device_is_write_only", from_device_is_write_only),
 ];

@@ -49,4 +49,5 @@ cases!(
     full_pool_grows,
     coherent_mask_is_honoured,
     thresholds_follow_direction,
+    from_device_is_write_only,
 );

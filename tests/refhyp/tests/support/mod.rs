@@ -47,9 +47,10 @@ pub const FUNC_APPLY: u32 = 6;
 pub const FUNC_STATS: u32 = 7;
 /// Functions defined by ABI 2.1 (numbers `0..NR_FUNCS`).
 pub const NR_FUNCS: u32 = 8;
-pub const ABI_2_1: u64 = 0x2_0001;
+pub const ABI_2_2: u64 = 0x2_0002;
 pub const FEATURE_APPLY: u64 = 1;
 pub const FEATURE_STATS: u64 = 2;
+pub const FEATURE_WRITE_ONLY: u64 = 4;
 pub const ST_SUCCESS: i64 = 0;
 pub const ST_NOT_SUPPORTED: i64 = -1;
 pub const ST_INVALID: i64 = -3;
