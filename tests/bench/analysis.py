@@ -388,7 +388,10 @@ TERMS = [
     ("checked_descriptor", "µs", "the enforcing disk's host-view check of one data descriptor "
      "(every configuration but unprot)"),
     ("map_op", "µs", "one pviommu map or unmap call (virtio_map_ops), besides what follows"),
-    ("exit", "µs", "one hypercall exit: doorbell, refhyp, answer (SYNC, SHARE, UNSHARE)"),
+    ("sync_exit", "µs", "one SYNC: doorbell, the refhyp drains the ring and invalidates (waits "
+     "for in-flight device accesses), answer"),
+    ("call_exit", "µs", "one SHARE or UNSHARE call (sync mode): doorbell, the refhyp changes "
+     "the host view (and invalidates, for UNSHARE), answer"),
     ("record", "µs", "one ring record, written by the guest and drained by the hypervisor"),
     ("table_write", "µs", "one table entry changed (a page shared or unshared)"),
     ("copied_byte", "ns", "one byte copied through the bounce pool"),
@@ -417,7 +420,9 @@ def model_rows(raw, idx):
                     x["descriptor"] = hyp.get("device.data_descriptors", 0) / n
                     if c != "unprotected":
                         x["checked_descriptor"] = x["descriptor"]
-                    x["exit"] = hyp.get("hyp.exits_hypercall", 0) / n
+                    syncs = hyp.get("hyp.calls.sync", 0)
+                    x["sync_exit"] = syncs / n
+                    x["call_exit"] = (hyp.get("hyp.exits_hypercall", 0) - syncs) / n
                     if g:
                         x["map_op"] = (g.get("maps", 0) + g.get("unmaps", 0)) / n
                         x["record"] = g.get("ring_records", 0) / n
@@ -432,7 +437,10 @@ def model_rows(raw, idx):
                     x = {t: 0.0 for t in TERM_NAMES}
                     x["iteration"] = 1.0
                     x["map_op"] = (g.get("maps", 0) + g.get("unmaps", 0)) / it
-                    x["exit"] = hyp.get("hyp.exits_hypercall", 0) / it if hyp else 0.0
+                    if hyp:
+                        syncs = hyp.get("hyp.calls.sync", 0)
+                        x["sync_exit"] = syncs / it
+                        x["call_exit"] = (hyp.get("hyp.exits_hypercall", 0) - syncs) / it
                     x["record"] = g.get("ring_records", 0) / it
                     x["table_write"] = (g.get("pages_shared", 0) + g.get("pages_unshared", 0)) / it
                     x["copied_byte"] = g.get("bounced_bytes", 0) / it
@@ -524,20 +532,22 @@ def predict(beta, x):
     return sum(beta.get(t, 0.0) * v for t, v in x.items())
 
 
-def crossover_pages(exit_cost, record_cost, tw_cost, byte_cost, records_pp, tw_pp):
-    """Pages n above which sharing a buffer in place (one SYNC exit, then
-    per page: records and table writes) costs less than bouncing it (per
-    page: 4096 bytes copied). None if sharing never wins."""
+def crossover_pages(fixed_cost, record_cost, tw_cost, byte_cost, records_pp, tw_pp):
+    """Pages n above which sharing a buffer in place (a fixed cost per
+    buffer: its SYNC and invalidation; per page: records and table
+    writes) costs less than bouncing it (per page: 4096 bytes copied).
+    None if sharing never wins."""
     per_page = 4096 * byte_cost - records_pp * record_cost - tw_pp * tw_cost
     if per_page <= 0:
         return None
-    return exit_cost / per_page
+    return fixed_cost / per_page
 
 
 def share_events_per_page(idx):
-    """Records and table writes per page shared, from share's 256 KiB and
-    1 MiB workloads (the header and status pages are shared already)."""
-    rec, tw, pages = 0, 0, 0
+    """Records and table writes per page shared, and invalidations per
+    buffer, from share's 256 KiB and 1 MiB workloads (the header and
+    status pages are shared already)."""
+    rec, tw, pages, inv, reqs = 0, 0, 0, 0, 0
     for b in idx.get("share", {}).values():
         for name in (seq(op, s) for op in OPS for s in ("256k", "1m")):
             w = b["workloads"].get(name) or {}
@@ -546,9 +556,11 @@ def share_events_per_page(idx):
                 rec += g.get("ring_records", 0)
                 tw += g.get("pages_shared", 0) + g.get("pages_unshared", 0)
                 pages += hyp["device.data_descriptors"]
-    if not pages:
-        return None, None
-    return rec / pages, tw / pages
+                inv += hyp.get("hyp.invalidations", 0)
+                reqs += hyp.get("device.requests", 0)
+    if not pages or not reqs:
+        return None, None, None
+    return rec / pages, tw / pages, inv / reqs
 
 
 def cost_model(raw, idx):
@@ -581,7 +593,7 @@ def cost_model(raw, idx):
     rounds = sorted({r[0] for r in rows})
     rng = random.Random(20261204)
     boots = []
-    rpp, tpp = share_events_per_page(idx)
+    rpp, tpp, ipb = share_events_per_page(idx)
     for _ in range(BOOTSTRAP):
         pick = [rng.choice(rounds) for _ in rounds]
         wts = {k: pick.count(k) for k in rounds}
@@ -593,11 +605,13 @@ def cost_model(raw, idx):
         ci[t] = {"est": beta[t], "lo": quantile(vals, 0.05), "hi": quantile(vals, 0.95)}
     out = {"terms": [{"term": t, "unit": u, "what": d, **ci[t]} for t, u, d in TERMS if t in ci],
            "n_rows": len(rows), "rounds": rounds, "rms_rel": rms, "r2_log": r2,
-           "residuals": by_cell, "records_per_page": rpp, "table_writes_per_page": tpp}
+           "residuals": by_cell, "records_per_page": rpp, "table_writes_per_page": tpp,
+           "invalidations_per_buffer": ipb}
     # TCG crossover from the fitted costs.
-    if rpp is not None and all(t in beta for t in ("exit", "copied_byte")):
+    if rpp is not None and all(t in beta for t in ("sync_exit", "copied_byte")):
         def cross(b):
-            return crossover_pages(b.get("exit", 0), b.get("record", 0), b.get("table_write", 0),
+            return crossover_pages(b.get("sync_exit", 0),
+                                   b.get("record", 0), b.get("table_write", 0),
                                    b.get("copied_byte", 0), rpp, tpp)
         est = cross(beta)
         bs = [cross(b) for b in boots]
@@ -608,7 +622,7 @@ def cost_model(raw, idx):
             "hi_kib": quantile(finite, 0.95) * 4 if len(finite) > 10 else None,
             "never_fraction": 1 - len(finite) / len(bs)}
         out["sync_vs_16k_model"] = {
-            "sync_us": beta.get("exit", 0.0),
+            "sync_us": beta.get("sync_exit", 0.0),
             "bounce16_us": 16384 * beta.get("copied_byte", 0.0),
         }
     out["projection"] = projection(raw, rpp, tpp)
@@ -696,6 +710,25 @@ def projection(raw, rpp, tpp):
     return out
 
 
+def measured_crossover(idx):
+    """Per direction, from the share/bounce ratios of this run: the
+    smallest size from which every larger size is met (share faster,
+    interval above 1), and each size's verdict."""
+    out = {}
+    for op in OPS:
+        cells = []
+        for sz in SIZES:
+            s = summary(list(paired(idx, "share", "bounce", seq(op, sz)).values()))
+            cells.append((sz, verdict(s, 1.0), s["median"]))
+        above = None
+        for sz, v, _m in reversed(cells):
+            if v != "met":
+                break
+            above = sz
+        out[op] = {"from": above, "cells": cells}
+    return out
+
+
 # ---------------------------------------------------------------- all
 
 def analyse(raw):
@@ -716,6 +749,7 @@ def analyse(raw):
         "tables": tables(raw, idx),
         "ratios": ratios(raw, idx),
         "model": cost_model(raw, idx),
+        "crossover_measured": measured_crossover(idx),
         "conf": CONF,
         "min_rounds": MIN_ROUNDS,
     }

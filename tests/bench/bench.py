@@ -617,7 +617,10 @@ def machine_info():
             "qemu": qv, "fio": fio, "accel": " ".join(bootlib.accel_args()),
             "guest": "q35, 2 vCPUs, %s RAM (shared file), qboot, %d MiB disk" % (RAM, DISK_MIB),
             "commit": commit + ("-dirty" if dirty else ""), "loadavg_start": load,
-            "kernel_image": os.path.realpath(bootlib.find_kernel())}
+            "kernel_image": os.path.realpath(bootlib.find_kernel()),
+            "kernel_built": datetime.datetime.fromtimestamp(
+                os.path.getmtime(bootlib.find_kernel()), datetime.timezone.utc).strftime(
+                    "%Y-%m-%d %H:%M UTC")}
 
 
 def callgrind():
@@ -651,8 +654,11 @@ def publish(outdir, doc):
     if not os.path.lexists(latest):
         os.symlink(outdir, latest)
     if doc:
+        # The report, the plots and the analysis (every per-round figure
+        # it used is in it); the raw counters of every boot stay in the
+        # cache's bench.json.
         os.makedirs(DOC_DIR, exist_ok=True)
-        for n in ("bench.md", "bench.rst", "bench.json") + tuple(
+        for n in ("bench.md", "bench.rst", "bench-summary.json") + tuple(
                 sorted(x for x in os.listdir(outdir) if x.endswith(".png"))):
             if os.path.exists(os.path.join(outdir, n)):
                 shutil.copy(os.path.join(outdir, n), os.path.join(DOC_DIR, n))
@@ -662,6 +668,11 @@ def analyse_and_write(raw, outdir, doc):
     result = analysis.analyse(raw)
     with open(os.path.join(outdir, "bench.json"), "w") as f:
         json.dump({"raw": raw, "analysis": result}, f, indent=1, sort_keys=True, default=str)
+    with open(os.path.join(outdir, "bench-summary.json"), "w") as f:
+        json.dump({k: raw[k] for k in raw if k != "boots"} | {
+            "boots": [{k: b[k] for k in ("config", "round", "seconds", "ok", "problems")}
+                      for b in raw["boots"]], "analysis": result},
+            f, sort_keys=True, separators=(",", ":"), default=str)
     report.write(raw, result, outdir)
     publish(outdir, doc)
     with open(os.path.join(outdir, "bench.md")) as f:

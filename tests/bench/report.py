@@ -18,6 +18,13 @@ VERDICT = {"met": "met", "missed": "**missed**", "inconclusive": "inconclusive",
            "missing": "missing (did not run)"}
 
 
+def config_order(raw):
+    """The configurations in the order they were given (JSON sorts keys)."""
+    order = raw["params"].get("configs") or []
+    return [c for c in order if c in raw["configs"]] + sorted(
+        c for c in raw["configs"] if c not in order)
+
+
 def fmt(v, nd=2):
     if v is None:
         return "n/a"
@@ -74,15 +81,18 @@ def timed(names):
 def markdown(raw, res):
     L = []
     m, p = raw["machine"], raw["params"]
-    cfgs = list(raw["configs"])
+    cfgs = config_order(raw)
     st = res["status"]
     idx_ok = {c: st[c]["ok"] for c in cfgs}
     L.append("# pviommu benchmark, %s" % raw["date"])
     L.append("")
-    L.append("Commit `%s`; machine: %s, %s CPUs shared with other work (load %s at the start, "
-             "%s at the end), host kernel %s; %s, `%s`; %s; guest %s. `make bench` took "
-             "%.0f s (%d boots: %d rounds of %d configurations, %g s per fio job)." % (
-                 m["commit"], m["cpu"], m["nproc"],
+    L.append("Commit `%s`; guest kernel `%s`%s; machine: %s, %s CPUs shared with other work "
+             "(load %s at the start, %s at the end), host kernel %s; %s, `%s`; %s; guest %s. "
+             "`make bench` took %.0f s (%d boots: %d rounds of %d configurations, %g s per "
+             "fio job)." % (
+                 m["commit"], guest_kernel(raw),
+                 " (built %s)" % m["kernel_built"] if m.get("kernel_built") else "",
+                 m["cpu"], m["nproc"],
                  "/".join("%.1f" % x for x in m.get("loadavg_start") or []) or "n/a",
                  "/".join("%.1f" % x for x in m.get("loadavg_end") or []) or "n/a",
                  m["host_kernel"], m["qemu"], m["accel"], m["fio"], m["guest"],
@@ -117,12 +127,29 @@ def markdown(raw, res):
                     ci(c["sync_us"], 1), ci(c["bounce16_us"], 1))
                 mm = (res["model"] or {}).get("sync_vs_16k_model")
                 if mm:
-                    det += "; model: exit %s µs vs 16 KiB copied %s µs" % (
+                    det += "; model: SYNC %s µs vs 16 KiB copied %s µs" % (
                         fmt(mm["sync_us"], 1), fmt(mm["bounce16_us"], 1))
         else:
             det = t["detail"]
         L.append("| %s | %s | %s |" % (t["target"], VERDICT[t["verdict"]], det))
     L.append("")
+    L.append("Ratios are of fio throughput (IOPS), depth 1, one job, sequential, in the "
+             "same round. The first target holds only if every one of its ten cells does "
+             "(each cell at its own interval; no correction for the number of cells). One "
+             "SYNC: share's map_bench unmap of a one-page buffer (`unmap_page` and the SYNC "
+             "that ends the buffer); bouncing 16 KiB: half of bounce's map_bench map + unmap "
+             "of a four-page buffer (DMA_BIDIRECTIONAL copies in at map and out at unmap), "
+             "both from the same round. The two counts are exact over every bracketed "
+             "workload of every share boot: map-path hypercalls are SHARE and APPLY calls, "
+             "SYNCs forced by a full ring and pool growth; virtio buffers are the refhyp "
+             "disk's requests.")
+    L.append("")
+    thr = sorted({i.split(" ", 1)[1] for b in raw["boots"] if b["config"] == "share-auto"
+                  for i in b["info"] if i.startswith("bounce_threshold ")})
+    if thr:
+        L.append("share-auto's thresholds as the driver measured them at each boot (bytes; "
+                 "buffers below bounce): " + "; ".join("`%s`" % t for t in thr) + ".")
+        L.append("")
     missing = [c for c in cfgs if st[c]["missing"]]
     if missing or res["missing_workloads"]:
         L.append("Missing: " + "; ".join(
@@ -251,7 +278,10 @@ def markdown(raw, res):
     L.append("")
     L.append("Median over rounds, per fio I/O: hypercall exits (refhyp), SYNCs per virtio "
              "request (guest `hcall_sync` over the device's requests), bytes copied through "
-             "the bounce pool (guest `bounced_bytes`), ring records (guest).")
+             "the bounce pool (guest `bounced_bytes`), ring records (guest). A read "
+             "bounces twice: the driver fills the slot at map too, so that a short device "
+             "write cannot hand the caller stale pool bytes. The few bytes share and sync "
+             "copy are the sub-page request header and status byte.")
     L.append("")
     L.append("| workload | config | exits/I/O | SYNC/request | bytes copied/I/O | records/I/O |")
     L.append("|---|---|---:|---:|---:|---:|")
@@ -329,9 +359,13 @@ def markdown(raw, res):
         L.append("")
         L.append("Events that always come together in this run cannot be told apart: every "
                  "descriptor is one 4 KiB page, so per-byte costs of moving data through the "
-                 "backend are in `descriptor`; share writes %s ring records and %s table "
-                 "entries per page in the fio workloads, and map_bench's multi-page buffers "
-                 "(one record, many table writes) are what separates the two." % (
+                 "backend are in `descriptor`; an invalidation always comes with the call that "
+                 "makes it (a SYNC in share, an UNSHARE in sync), so it is in `sync_exit` and "
+                 "`call_exit`; share writes %s ring records and %s table entries per page in "
+                 "the fio workloads, and map_bench's multi-page buffers (one record, many table "
+                 "writes) are what separates the two. The residuals are large because the "
+                 "other work on the machine changes the cost of an exit (a host thread "
+                 "wake-up) from one minute to the next, which no per-event constant can follow." % (
                      fmt(md.get("records_per_page"), 2), fmt(md.get("table_writes_per_page"), 2)))
         L.append("")
         L.append("Residuals (measured − model, relative; median over rounds), worst first:")
@@ -343,15 +377,34 @@ def markdown(raw, res):
                 r["config"], wl_label(r["workload"]), sig(r["y"]), sig(r["pred"]),
                 100 * r["rel"]))
         L.append("")
+        cm = res.get("crossover_measured") or {}
+        if cm:
+            L.append("**Crossover measured in this run:** " + "; ".join(
+                "%ss: share faster than bounce (interval above 1) %s; per size %s" % (
+                    op, ("from %s up" % cm[op]["from"]) if cm[op]["from"] else
+                    "at no size up to 1 MiB",
+                    ", ".join("%s %s (%s)" % (sz, fmt(m, 2), v) for sz, v, m in cm[op]["cells"]))
+                for op in A.OPS if op in cm) + ".")
+            L.append("")
         cx = md.get("crossover_tcg")
         if cx:
+            if cx["kib"] is not None:
+                where = "sharing wins above %s KiB [%s, %s] (bootstrap 5-95 %% of the " \
+                        "resamples where it wins at all)" % (
+                            sig(cx["kib"]), sig(cx["lo_kib"]), sig(cx["hi_kib"]))
+            else:
+                where = "sharing never wins: per page, its records and table writes cost " \
+                        "more than copying 4 KiB"
+                if cx["lo_kib"] is not None:
+                    where += " (in the resamples where it does win, above %s to %s KiB)" % (
+                        sig(cx["lo_kib"]), sig(cx["hi_kib"]))
             L.append("**Crossover under TCG (model):** sharing a buffer in place costs one "
-                     "SYNC exit plus, per page, %s records and %s table writes; bouncing it "
-                     "costs 4 KiB copied per page. With the fitted costs, sharing wins above "
-                     "%s KiB [%s, %s] (bootstrap 5-95 %%; in %.0f %% of resamples it never "
-                     "wins). Compare the measured share/bounce ratios above." % (
-                         fmt(md["records_per_page"], 2), fmt(md["table_writes_per_page"], 2),
-                         sig(cx["kib"]), sig(cx["lo_kib"]), sig(cx["hi_kib"]),
+                     "SYNC (with %s invalidations), plus, per page, %s records and %s table "
+                     "writes; bouncing it costs 4 KiB copied per page. With the fitted "
+                     "costs, %s; in %.0f %% of the bootstrap resamples sharing never wins. "
+                     "Compare the measured crossover above." % (
+                         fmt(md["invalidations_per_buffer"], 2), fmt(md["records_per_page"], 2),
+                         fmt(md["table_writes_per_page"], 2), where,
                          100 * cx["never_fraction"]))
             L.append("")
         pj = md.get("projection") or {}
@@ -408,11 +461,21 @@ def markdown(raw, res):
     return "\n".join(L)
 
 
+def guest_kernel(raw):
+    for b in raw["boots"]:
+        for i in b["info"]:
+            if i.startswith("kernel "):
+                return i[7:]
+    return "n/a"
+
+
 def left_out(raw, res):
     out = []
     if res["missing_workloads"]:
         out.append("queue depth 16 (`qd16.fio`): the guest kernel has neither CONFIG_AIO "
                    "nor CONFIG_IO_URING")
+    if "viommu-lazy" not in raw["configs"]:
+        out.append("virtio-iommu lazy (`--config viommu-lazy` adds it: 5 more boots)")
     out.append("fio jobs run %g s each, one job size per point (4 KiB to 1 MiB sequential, "
                "4 KiB random, 64 KiB with two jobs): the 25-minute budget of 2 cores" %
                raw["params"]["runtime_s"])
@@ -469,7 +532,7 @@ def plot(raw, res, outdir):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     tb, rt = res["tables"], res["ratios"]
-    cfgs = list(raw["configs"])
+    cfgs = config_order(raw)
     xs = [A.SIZE_BYTES[s] // 1024 for s in A.SIZES]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     for ax, op in zip(axes, A.OPS):
@@ -546,6 +609,9 @@ def write(raw, res, outdir):
             sys.executable)
     with open(os.path.join(outdir, "bench.md"), "w") as f:
         f.write(md)
-    rst = md_to_rst(re.sub(r"!\[(\w+)\]\(([^)]+)\)", r".. image:: \2\n   :alt: \1", md))
+    # Without the images: Documentation/performance.rst includes this file
+    # and shows the plots itself (an included file's image paths are the
+    # includer's).
+    rst = md_to_rst(re.sub(r"\n!\[\w+\]\([^)]+\)\n", "\n", md))
     with open(os.path.join(outdir, "bench.rst"), "w") as f:
         f.write(rst)
