@@ -664,14 +664,25 @@ def publish(outdir, doc):
                 shutil.copy(os.path.join(outdir, n), os.path.join(DOC_DIR, n))
 
 
+def rounded(x):
+    """x with every float to 4 significant digits (the summary's size)."""
+    if isinstance(x, float):
+        return float("%.4g" % x)
+    if isinstance(x, dict):
+        return {k: rounded(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [rounded(v) for v in x]
+    return x
+
+
 def analyse_and_write(raw, outdir, doc):
     result = analysis.analyse(raw)
     with open(os.path.join(outdir, "bench.json"), "w") as f:
         json.dump({"raw": raw, "analysis": result}, f, indent=1, sort_keys=True, default=str)
     with open(os.path.join(outdir, "bench-summary.json"), "w") as f:
-        json.dump({k: raw[k] for k in raw if k != "boots"} | {
+        json.dump(rounded({k: raw[k] for k in raw if k != "boots"} | {
             "boots": [{k: b[k] for k in ("config", "round", "seconds", "ok", "problems")}
-                      for b in raw["boots"]], "analysis": result},
+                      for b in raw["boots"]], "analysis": result}),
             f, sort_keys=True, separators=(",", ":"), default=str)
     report.write(raw, result, outdir)
     publish(outdir, doc)
