@@ -130,7 +130,7 @@ def div(a, b):
 
 # ---------------------------------------------------------------- per workload
 
-def workload_figures(w, nrounds_key=None):
+def workload_figures(w):
     """The figures of one workload in one boot that the report uses."""
     f = w.get("fio") or {}
     hyp = w.get("hyp") or {}
@@ -221,9 +221,6 @@ def workloads_of(raw):
 
 def mapbench_cost(idx, config, pages, part):
     """{round: µs} of map_bench at PAGES: 'unmap', 'map' or 'both'."""
-    def fn(f):
-        return f
-
     out = {}
     for rnd, b in idx.get(config, {}).items():
         w = b["workloads"].get("mapbench-g%d" % pages) or {}
@@ -275,7 +272,7 @@ def targets(raw, idx):
               "cells": [s], "verdict": s["verdict"]})
 
     # Exact counts over every bracketed workload of every share boot.
-    maps = hc = 0
+    maps = 0
     parts = {"hcall_share": 0, "hcall_apply": 0, "ring_full": 0, "hcall_pool_share": 0}
     syncs = reqs = 0
     mismatched = []
