@@ -64,9 +64,11 @@ pkvm-test: setup
 clean:
 	rm -rf "$(PVIOMMU_CACHE)"/build-* "$(PVIOMMU_CACHE)"/current "$(PVIOMMU_CACHE)"/current-arm64 "$(CARGO_TARGET_DIR)"
 
-# Benchmark: pviommu's modes against dma-direct and virtio-iommu, side by
-# side in one run (tests/bench/bench.py). Boots the kernel `make kernel`
-# built last.
+# Benchmark: pviommu's modes against dma-direct and virtio-iommu, like
+# for like, in interleaved rounds (tests/bench/bench.py, about 22 minutes
+# on 2 cores). Boots the kernel `make kernel` built last and writes the
+# report to $(PVIOMMU_CACHE)/bench/; BENCH_FLAGS=--doc also copies it into
+# Documentation/performance/, e.g. BENCH_FLAGS="--rounds 7 --doc".
 .PHONY: bench
 bench: kernel
-	@CARGO_BUILD_JOBS=1 tests/bench/bench.py
+	@CARGO_BUILD_JOBS=1 tests/bench/bench.py $(BENCH_FLAGS)

@@ -17,6 +17,7 @@ packages=(
 	make bc flex bison libelf-dev libssl-dev cpio kmod python3
 	qemu-system-x86 qemu-system-arm busybox-static
 	ccache valgrind e2fsprogs gcc libc6-dev
+	fio
 )
 
 sudo_cmd=()
@@ -81,6 +82,15 @@ if ! python3 -c 'import ply, git' 2>/dev/null; then
 	python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
 		"ply==$PLY_VERSION" "GitPython==$GITPYTHON_VERSION" ||
 		die "pip install ply GitPython failed: check that PyPI is reachable"
+fi
+
+# make bench plots with matplotlib (for the python3 on PATH, like the
+# above); the report is written without plots if it is missing.
+if ! python3 -c 'import matplotlib' 2>/dev/null; then
+	say "installing matplotlib for make bench's plots"
+	python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+		"matplotlib==3.9.2" ||
+		die "pip install matplotlib failed: check that PyPI is reachable"
 fi
 
 say "set-up complete"

@@ -89,10 +89,13 @@ impl BlkBackend {
             || descs.len() < 2
             || !last.is_write_only()
             || last.len() == 0;
+        let n = descs.len() as u64;
+        self.count(|d| d.descriptors += n);
         let status = if malformed {
             dev(|d| d.malformed_chains += 1);
             VIRTIO_BLK_S_IOERR as u8
         } else {
+            self.count(|d| d.data_descriptors += n - 2);
             self.execute(&descs[0], &descs[1..descs.len() - 1], mem)
         };
         match u32::from(status) {

@@ -19,6 +19,13 @@ pub struct DeviceCounters {
     pub requests_unsupported: u64,
     /// Requests not completed because not even the status byte was writable.
     pub requests_dropped: u64,
+    /// Descriptors in the chains taken (header, data and status; the
+    /// entries of an indirect table each count once, the indirect
+    /// descriptor itself does not).
+    pub descriptors: u64,
+    /// Data descriptors of well-formed chains (all but the header and the
+    /// status): the segments the guest split its requests into.
+    pub data_descriptors: u64,
     /// Chains that loop, are too long, or have no status descriptor.
     pub malformed_chains: u64,
     /// Bytes the device read from guest memory (request payloads).
@@ -120,6 +127,8 @@ impl DeviceCounters {
                 ("requests_ioerr", self.requests_ioerr),
                 ("requests_unsupported", self.requests_unsupported),
                 ("requests_dropped", self.requests_dropped),
+                ("descriptors", self.descriptors),
+                ("data_descriptors", self.data_descriptors),
                 ("malformed_chains", self.malformed_chains),
                 ("bytes_read", self.bytes_read),
                 ("bytes_written", self.bytes_written),

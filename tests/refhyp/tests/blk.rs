@@ -48,6 +48,10 @@ fn shared_buffers_round_trip_at_4k_64k_1m() {
     assert_eq!(c.get("device", "bytes_written"), total);
     assert_eq!(c.get("device", "requests_ok"), 7);
     assert_eq!(c.get("device", "requests_unsupported"), 1);
+    // Six data requests of one data descriptor each, a flush and an
+    // unsupported request of header and status only.
+    assert_eq!(c.get("device", "data_descriptors"), 6);
+    assert_eq!(c.get("device", "descriptors"), 6 * 3 + 2 * 2);
 }
 
 #[test]
