@@ -7,7 +7,7 @@ use crate::ram::{GuestRam, OutOfRange};
 use pviommu_hyp_abi::call::{Status, ABI_VERSION, FEATURES_KNOWN, NR_ARGS};
 use pviommu_hyp_abi::mailbox::{
     nr_slots, slot_offset, MailboxHeader, MailboxSlot, MAILBOX_MAGIC, MAILBOX_SLOT_SIZE,
-    SLOT_DONE_SEQ_OFFSET, SLOT_STATUS_OFFSET,
+    SLOT_DONE_SEQ_OFFSET, SLOT_REQ_SEQ_OFFSET, SLOT_STATUS_OFFSET,
 };
 use std::cell::RefCell;
 use std::sync::atomic::{fence, Ordering};
@@ -87,16 +87,38 @@ pub fn serve_mailbox_with(
     let mut served = 0;
     for slot in 0..slots {
         let off = slot_offset(slot);
+        // The sequence numbers first, each read once: a slot is pending
+        // when the guest's `req_seq` differs from our `done_seq`.
+        let (mut req_seq, mut done_seq) = ([0u8; 4], [0u8; 4]);
+        if region
+            .read(off + SLOT_REQ_SEQ_OFFSET, &mut req_seq)
+            .is_err()
+            || region
+                .read(off + SLOT_DONE_SEQ_OFFSET, &mut done_seq)
+                .is_err()
+        {
+            break;
+        }
+        let req_seq = u32::from_le_bytes(req_seq);
+        if req_seq == u32::from_le_bytes(done_seq) {
+            continue;
+        }
+        // Acquire: pairs with the guest's Release store of `req_seq`, so the
+        // payload read below is the one the guest wrote before it. (Copying
+        // the whole slot and fencing afterwards reads `func` and `args`,
+        // which lie before `req_seq`, too early: a call could be served
+        // with the previous call's arguments.)
+        fence(Ordering::Acquire);
+        // The request half of the slot: `func`, `flags`, `args` and the
+        // reserved word after `req_seq`, whose copy here is not used.
         let mut bytes = [0u8; MAILBOX_SLOT_SIZE as usize];
-        if region.read(off, &mut bytes).is_err() {
+        if region
+            .read(off, &mut bytes[..SLOT_STATUS_OFFSET as usize])
+            .is_err()
+        {
             break;
         }
         let req = MailboxSlot::from_le_bytes(&bytes);
-        if req.req_seq == req.done_seq {
-            continue;
-        }
-        // Acquire: pairs with the guest's Release store of `req_seq`.
-        fence(Ordering::Acquire);
         let result = if req.flags != 0 || req.reserved0 != 0 {
             crate::hyp::CallResult {
                 status: Status::InvalidParameter.raw(),
@@ -113,7 +135,7 @@ pub fn serve_mailbox_with(
         let _ = region.write(off + SLOT_STATUS_OFFSET, &answer);
         // Release: the guest sees the answer once it sees `done_seq`.
         fence(Ordering::Release);
-        let _ = region.write(off + SLOT_DONE_SEQ_OFFSET, &req.req_seq.to_le_bytes());
+        let _ = region.write(off + SLOT_DONE_SEQ_OFFSET, &req_seq.to_le_bytes());
         served += 1;
     }
     served
