@@ -39,6 +39,9 @@ pub const DRAIN_BUDGET: u64 = 1 << 16;
 const CHUNK: usize = 64;
 /// Table bytes read per guest-memory copy.
 const SCRATCH: usize = 4096;
+/// Frames per bit of the change journal (`take_changes`): 64, so that one
+/// journal word covers 4096 frames (16 MiB of guest-physical space).
+const CHANGE_SHIFT: u32 = 6;
 
 /// Permission of each table entry value: 0 to 3 are valid (2, write-only,
 /// since ABI 2.2, which this hypervisor enforces: `FEATURE_WRITE_ONLY`);
@@ -56,6 +59,8 @@ const ENTRY_PERM: [u8; 256] = {
 const LANE_SHARED: u32 = 16;
 const LANE_UNSHARED: u32 = 32;
 const LANE_FORBIDDEN: u32 = 48;
+/// The lanes of a `step` result that say a page's host access changed.
+const LANES_CHANGED: u64 = 0xffff_ffff << LANE_SHARED;
 
 // A lane counts at most 0xffff events, and `APPLY` applies up to
 // `DIRECT_BUDGET` entries in one `apply_entries`: they must fit.
@@ -195,6 +200,12 @@ pub struct Hypervisor {
     bad_table_entries: u64,
     forbidden_shares: u64,
     scratch: Vec<u8>,
+    /// The change journal: bit `i` says that the host permission of some
+    /// frame in `i << CHANGE_SHIFT ..` may have changed since the last
+    /// `take_changes`.
+    changed: Vec<u64>,
+    /// Some bit of `changed` is set.
+    any_changed: bool,
 }
 
 /// Returns the frame range `[gpa, gpa + bytes)` covers, if page aligned.
@@ -322,7 +333,65 @@ impl Hypervisor {
             bad_table_entries: 0,
             forbidden_shares: 0,
             scratch: vec![0; SCRATCH],
+            changed: vec![0; (nr as usize >> CHANGE_SHIFT).div_ceil(64) + 1],
+            any_changed: false,
         }
+    }
+
+    /// Calls `f` with ranges of frames that cover every frame whose host
+    /// permission changed since the last call (and maybe a few more), in
+    /// ascending order, and forgets them.
+    ///
+    /// This is how whatever enforces the host view (the host's page tables
+    /// or, in the QEMU harness, the device backends' mappings of guest
+    /// RAM) learns what to update after a call, a drain or a fault,
+    /// without scanning every frame: the state machine marks what it
+    /// changes, 64 frames per bit, at a cost per applied run rather than
+    /// per page. Reductions reported here are not invalidated yet; the
+    /// `invalidations` counter says when they are.
+    pub fn take_changes(&mut self, mut f: impl FnMut(Range<u64>)) {
+        if !std::mem::take(&mut self.any_changed) {
+            return;
+        }
+        let frames = self.pages.len() as u64;
+        let mut run: Option<Range<u64>> = None;
+        for (w, word) in self.changed.iter_mut().enumerate() {
+            let mut bits = std::mem::take(word);
+            while bits != 0 {
+                let chunk = (w as u64) * 64 + u64::from(bits.trailing_zeros());
+                bits &= bits - 1;
+                let start = chunk << CHANGE_SHIFT;
+                let end = ((chunk + 1) << CHANGE_SHIFT).min(frames);
+                if start >= end {
+                    continue;
+                }
+                match &mut run {
+                    Some(r) if r.end == start => r.end = end,
+                    _ => {
+                        if let Some(r) = run.replace(start..end) {
+                            f(r);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(r) = run {
+            f(r);
+        }
+    }
+
+    /// Notes in the change journal that frames `frames` may have changed.
+    fn mark_changed(&mut self, frames: Range<u64>) {
+        let end = frames.end.min(self.pages.len() as u64);
+        if frames.start >= end {
+            return;
+        }
+        for chunk in frames.start >> CHANGE_SHIFT..=(end - 1) >> CHANGE_SHIFT {
+            if let Some(word) = self.changed.get_mut((chunk / 64) as usize) {
+                *word |= 1 << (chunk % 64);
+            }
+        }
+        self.any_changed = true;
     }
 
     /// Returns the counters.
@@ -477,6 +546,9 @@ impl Hypervisor {
             *p = (*p & !(0x3 << DIRECT_SHIFT)) | (Perm::ReadWrite.bits() << DIRECT_SHIFT);
         }
         self.counters.pages_shared += shared;
+        if shared != 0 {
+            self.mark_changed(pool.clone());
+        }
         self.consumer = 0;
         // The header copy is informational for the guest; a failing write
         // cannot happen for validated RAM and would not harm the hypervisor.
@@ -533,7 +605,7 @@ impl Hypervisor {
             3 => Perm::ReadWrite.bits(),
             _ => return CallResult::err(Status::InvalidParameter),
         };
-        let mut done = 0;
+        let (mut done, mut changed) = (0, false);
         for g in range {
             let Some(p) = usize::try_from(g).ok().and_then(|i| self.pages.get_mut(i)) else {
                 break;
@@ -552,10 +624,14 @@ impl Hypervisor {
                 self.counters.pages_unshared += 1;
                 self.pending_invalidate = true;
             }
+            changed |= ho != hn;
             done += 1;
         }
         if done == 0 {
             return CallResult::err(Status::Denied);
+        }
+        if changed {
+            self.mark_changed(gfn..gfn + done);
         }
         // Narrowing a direct share (read-write to read) is an unshare too.
         self.invalidate_pending();
@@ -567,7 +643,7 @@ impl Hypervisor {
             Ok(r) => r,
             Err(s) => return CallResult::err(s),
         };
-        let mut done = 0;
+        let (mut done, mut changed) = (0, false);
         for g in range {
             let Some(p) = usize::try_from(g).ok().and_then(|i| self.pages.get_mut(i)) else {
                 break;
@@ -580,11 +656,15 @@ impl Hypervisor {
             if host_bits(old) & !host_bits(*p) != 0 {
                 self.counters.pages_unshared += 1;
                 self.pending_invalidate = true;
+                changed = true;
             }
             done += 1;
         }
         if done == 0 {
             return CallResult::err(Status::Denied);
+        }
+        if changed {
+            self.mark_changed(gfn..gfn + done);
         }
         self.invalidate_pending();
         CallResult::ok([done, 0, 0])
@@ -652,6 +732,7 @@ impl Hypervisor {
         self.counters.pages_unshared += unshared;
         if unshared != 0 {
             self.pending_invalidate = true;
+            self.mark_changed(0..self.pages.len() as u64);
         }
         self.invalidate_pending();
         self.regs = None;
@@ -842,7 +923,11 @@ impl Hypervisor {
                         .ok()
                         .and_then(|i| self.pages.get_mut(i));
                     if let (Some(p), Some(&entry)) = (page, window.get(range.start)) {
-                        acc += step(p, entry);
+                        let events = step(p, entry);
+                        acc += events;
+                        if events & LANES_CHANGED != 0 {
+                            self.mark_changed(r.clone());
+                        }
                         continue;
                     }
                 }
@@ -891,6 +976,9 @@ impl Hypervisor {
         let mut acc = 0u64;
         for (p, &entry) in self.pages[first..last].iter_mut().zip(known) {
             acc += step(p, entry);
+        }
+        if acc & LANES_CHANGED != 0 {
+            self.mark_changed(first as u64..last as u64);
         }
         let (mut bad, mut forbidden) = (0, 0);
         // Frames the table covers beyond guest RAM can never be shared.
