@@ -600,7 +600,7 @@ def check_counters(sc, c, problems, tap=""):
         return
     dev, hyp = c["device"], c["hyp"]
     if sc.expect == "violations":
-        if dev["violations"] == 0:
+        if dev["violations"] + dev.get("mapping_faults", 0) == 0:
             problems.append("plain virtio caused no violation: enforcement is not working")
         return
     f = c.get("faults", {})
@@ -623,6 +623,9 @@ def check_counters(sc, c, problems, tap=""):
         return
     if dev["violations"]:
         problems.append("%d device accesses violated the host view" % dev["violations"])
+    if dev.get("mapping_faults"):
+        problems.append("%d device accesses faulted in the mappings of guest RAM" %
+                        dev["mapping_faults"])
     busy = [x for x in ("--busy-syncs", "--busy-unshares") if x in sc.flags]
     if busy and f.get("syncs_busy", 0) + f.get("unshares_busy", 0) == 0:
         problems.append("no BUSY was injected")

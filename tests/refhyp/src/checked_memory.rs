@@ -7,6 +7,13 @@
 //! reads and writes (descriptor table, available and used rings) and the
 //! backend's data and status accesses all pass through `Host::check`; there
 //! is no other path to guest memory in the device code.
+//!
+//! A `CheckedMemory` is one device request: it registers the mappings it
+//! wraps with the devices' MMU (so that even an access that bypasses it
+//! faults on an unshared page) and holds the host's gate for reading from
+//! the first check to the last copy, so a revocation waits for it. Make
+//! one per request, not one for a whole queue, or a `SYNC` waits for the
+//! queue to run dry.
 
 use vm_memory::bitmap::BS;
 use vm_memory::guest_memory::GuestMemorySliceIterator;
@@ -14,6 +21,9 @@ use vm_memory::{
     GuestAddress, GuestMemory, GuestMemoryBackend, GuestMemoryError, GuestMemoryMmap, Permissions,
 };
 
+use std::sync::RwLockReadGuard;
+
+use crate::device_mmu::thread_faults;
 use crate::host::Host;
 
 pub struct CheckedMemory<'a> {
@@ -23,15 +33,35 @@ pub struct CheckedMemory<'a> {
     host: &'a Host,
     /// The backend class a violation is counted for (`None`: the disk).
     class: Option<&'static str>,
+    /// This thread's faults in the mappings when the request began.
+    faults: u64,
+    _request: RwLockReadGuard<'a, ()>,
 }
 
 impl<'a> CheckedMemory<'a> {
+    /// Begins a device request on `inner`.
     pub fn new(
         inner: &'a GuestMemoryMmap<()>,
         host: &'a Host,
         class: Option<&'static str>,
     ) -> CheckedMemory<'a> {
-        CheckedMemory { inner, host, class }
+        host.adopt(inner);
+        CheckedMemory {
+            inner,
+            host,
+            class,
+            faults: thread_faults(),
+            _request: host.device_request(),
+        }
+    }
+}
+
+impl Drop for CheckedMemory<'_> {
+    fn drop(&mut self) {
+        if thread_faults() != self.faults {
+            // Some access got past the checks and hit the mappings.
+            self.host.after_faults();
+        }
     }
 }
 
@@ -53,6 +83,7 @@ impl GuestMemory for CheckedMemory<'_> {
         if !self.host.check(self.class, addr.0, count, access) {
             return Err(GuestMemoryError::InvalidGuestAddress(addr));
         }
+        self.host.delay_copy(count);
         Ok(GuestMemoryBackend::get_slices(self.inner, addr, count))
     }
 

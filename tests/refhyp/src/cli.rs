@@ -37,6 +37,8 @@ pub struct Options {
     pub busy_unshares: u64,
     pub partial_unshare: Option<u64>,
     pub drain_delay: Duration,
+    /// Sleep between checking a device payload access and copying it.
+    pub copy_delay: Duration,
     pub counters: Option<PathBuf>,
     /// Serve the device without checking the host view (a negative control).
     pub enforce: bool,
@@ -53,6 +55,7 @@ usage: pviommu-refhyp --ram-file PATH --ram-size SIZE --ivshmem-socket PATH
                       [--adversarial] [--fail-syncs N] [--fail-unshares N]
                       [--busy-syncs N] [--busy-unshares N]
                       [--partial-unshare PAGES] [--drain-delay-ms N]
+                      [--copy-delay-ms N]
                       [--counters PATH] [--no-enforce] [--keep-ram-file]
 SIZE takes a K, M or G suffix (powers of 1024).
 Prints READY on stdout once QEMU may start. SIGUSR1 writes the counters,
@@ -102,6 +105,7 @@ impl Options {
             busy_unshares: 0,
             partial_unshare: None,
             drain_delay: Duration::ZERO,
+            copy_delay: Duration::ZERO,
             counters: None,
             enforce: true,
             keep_ram_file: false,
@@ -148,6 +152,9 @@ impl Options {
                         "--partial-unshare" => o.partial_unshare = Some(parse_num(&opt, &val)?),
                         "--drain-delay-ms" => {
                             o.drain_delay = Duration::from_millis(parse_num(&opt, &val)?)
+                        }
+                        "--copy-delay-ms" => {
+                            o.copy_delay = Duration::from_millis(parse_num(&opt, &val)?)
                         }
                         "--counters" => o.counters = Some(PathBuf::from(val)),
                         _ => return Err(format!("unknown option {opt}\n{USAGE}")),
@@ -208,7 +215,8 @@ mod tests {
         let o = Options::parse(args(
             "--ram-file /dev/shm/r --ram-size 512M --ivshmem-socket /tmp/i \
              --blk-socket /tmp/b --blk-image /tmp/img --adversarial --fail-syncs 2 \
-             --partial-unshare 3 --drain-delay-ms 5 --counters /tmp/c --no-enforce",
+             --partial-unshare 3 --drain-delay-ms 5 --copy-delay-ms 7 --counters /tmp/c \
+             --no-enforce",
         ))
         .unwrap();
         assert_eq!(o.ram_size, 512 << 20);
@@ -216,6 +224,7 @@ mod tests {
         assert_eq!((o.fail_syncs, o.partial_unshare), (2, Some(3)));
         assert_eq!(o.drain_delay, Duration::from_millis(5));
         assert_eq!(o.vsock_cid, 3);
+        assert_eq!(o.copy_delay, Duration::from_millis(7));
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
 
+use crate::device_mmu::MmuCounters;
+
 /// What the device backends and the adversary did.
 #[derive(Default, Debug, Clone)]
 pub struct DeviceCounters {
@@ -35,6 +37,10 @@ pub struct DeviceCounters {
     /// Device accesses (rings, descriptors, headers, data, status) refused
     /// by the host view after a drain.
     pub violations: u64,
+    /// Device accesses that did not go through `CheckedMemory` (the
+    /// framework's own) and that the mappings refused: each faulted and was
+    /// redirected to a scratch page.
+    pub mapping_faults: u64,
     /// Accesses let through without a check (`--no-enforce`).
     pub unchecked_accesses: u64,
     pub adversarial_attempts: u64,
@@ -102,6 +108,7 @@ pub struct FaultCounters {
     pub unshares_busy: u64,
     pub unshares_truncated: u64,
     pub drains_delayed: u64,
+    pub copies_delayed: u64,
 }
 
 fn push_fields(out: &mut String, fields: &[(&str, u64)]) {
@@ -133,6 +140,7 @@ impl DeviceCounters {
                 ("bytes_read", self.bytes_read),
                 ("bytes_written", self.bytes_written),
                 ("violations", self.violations),
+                ("mapping_faults", self.mapping_faults),
                 ("unchecked_accesses", self.unchecked_accesses),
                 ("adversarial_attempts", self.adversarial_attempts),
                 ("adversarial_denied", self.adversarial_denied),
@@ -157,6 +165,24 @@ impl FaultCounters {
                 ("unshares_busy", self.unshares_busy),
                 ("unshares_truncated", self.unshares_truncated),
                 ("drains_delayed", self.drains_delayed),
+                ("copies_delayed", self.copies_delayed),
+            ],
+        );
+        s
+    }
+}
+
+impl MmuCounters {
+    pub fn to_json(&self) -> String {
+        let mut s = String::new();
+        push_fields(
+            &mut s,
+            &[
+                ("mappings", self.mappings),
+                ("protects", self.protects),
+                ("restores", self.restores),
+                ("deferred", self.deferred),
+                ("errors", self.errors),
             ],
         );
         s
@@ -164,12 +190,13 @@ impl FaultCounters {
 }
 
 /// Joins the counter sets into one document: `{"hyp": {...}, "device":
-/// {...}, "classes": {"net": {...}, ...}, "faults": {...}}`.
+/// {...}, "classes": {"net": {...}, ...}, "faults": {...}, "mmu": {...}}`.
 pub fn document(
     hyp_json: &str,
     dev: &DeviceCounters,
     classes: &BTreeMap<&'static str, ClassCounters>,
     faults: &FaultCounters,
+    mmu: &MmuCounters,
 ) -> String {
     let mut c = String::from("{");
     for (i, (name, counters)) in classes.iter().enumerate() {
@@ -180,11 +207,12 @@ pub fn document(
     }
     c.push('}');
     format!(
-        "{{\"hyp\":{},\"device\":{},\"classes\":{},\"faults\":{}}}\n",
+        "{{\"hyp\":{},\"device\":{},\"classes\":{},\"faults\":{},\"mmu\":{}}}\n",
         hyp_json,
         dev.to_json(),
         c,
-        faults.to_json()
+        faults.to_json(),
+        mmu.to_json()
     )
 }
 
@@ -213,7 +241,13 @@ mod tests {
         };
         net.extra.insert("udp_echoed", 5);
         let classes = BTreeMap::from([("net", net)]);
-        let doc = document("{\"drains\":1}", &dev, &classes, &FaultCounters::default());
+        let doc = document(
+            "{\"drains\":1}",
+            &dev,
+            &classes,
+            &FaultCounters::default(),
+            &MmuCounters::default(),
+        );
         assert!(doc.starts_with("{\"hyp\":{\"drains\":1},\"device\":{\"kicks\":3,"));
         assert!(doc.contains("\"classes\":{\"net\":{\"kicks\":0,\"requests\":2,"));
         assert!(doc.contains("\"violations\":0,\"udp_echoed\":5}}"));

@@ -113,7 +113,11 @@ impl DeviceCore {
         self
     }
 
+    /// A new memory table: registered with the devices' MMU before the
+    /// framework's own first access (it reads the used index when the
+    /// rings' addresses are set), so the mappings follow the host view.
     pub fn update_memory(&self, mem: Gm) {
+        self.host.adopt(&mem.memory());
         *self.mem.lock().unwrap_or_else(|e| e.into_inner()) = Some(mem);
     }
 
@@ -193,7 +197,6 @@ impl DeviceCore {
             return 0;
         };
         let guard = gm.memory();
-        let mem = CheckedMemory::new(&guard, &self.host, self.class);
         let mut vstate = vring.get_mut();
         if !vstate.get_queue().ready() {
             return 0;
@@ -201,6 +204,9 @@ impl DeviceCore {
         self.log_layout(index, vstate.get_queue());
         let mut completed = 0;
         while want(state) {
+            // One request at a time holds off revocation: a SYNC waits for
+            // the request under way, not for the queue to run dry.
+            let mem = CheckedMemory::new(&guard, &self.host, self.class);
             let Some(chain) = vstate.get_queue_mut().pop_descriptor_chain(&mem) else {
                 break;
             };

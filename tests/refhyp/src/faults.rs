@@ -29,6 +29,10 @@ pub struct FaultPlan {
     pub partial_unshare: Option<u64>,
     /// Sleep this long before every drain (queue kick or `SYNC`).
     pub drain_delay: Duration,
+    /// Sleep this long between checking a device payload access (512
+    /// bytes or more) and copying it: a slow device whose copies are in
+    /// flight when the guest revokes. Read without the host lock.
+    pub copy_delay: Duration,
     pub counters: FaultCounters,
 }
 

@@ -2,20 +2,31 @@
 //! The host: the state machine plus everything around it that the devices
 //! and the doorbell share.
 //!
-//! One lock covers the state machine, the fault plan and the counters:
-//! exits are serialised anyway (a real hypervisor handles one exit per vCPU
-//! and the table is the single source of truth). Device data is copied
-//! outside the lock, after its range was checked.
+//! One lock covers the state machine, the devices' MMU, the fault plan
+//! and the counters: exits are serialised anyway (a real hypervisor handles
+//! one exit per vCPU and the table is the single source of truth). Device
+//! data is copied outside the lock, after its range was checked, through
+//! mappings the MMU keeps equal to the host view (`device_mmu`).
+//!
+//! A second lock, the gate, orders device requests against revocations:
+//! a device request holds it for reading from its first check to its last
+//! copy; every exit that may revoke (a doorbell, a queue kick) takes it for
+//! writing before the state machine runs, so a `SYNC` answers only after
+//! the requests that checked the pages it revokes have finished, and none
+//! starts until the mappings no longer reach them. The gate is always
+//! taken before the lock.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::thread;
+use std::time::Duration;
 
 use pviommu_reference_hyp::abi::layout::{PAGE_SHIFT, PAGE_SIZE};
-use pviommu_reference_hyp::{Access, Config, ExitKind, GuestRam, Hypervisor, Perm};
-use vm_memory::Permissions;
+use pviommu_reference_hyp::{Access, Config, ExitKind, Hypervisor, Perm};
+use vm_memory::{GuestMemoryMmap, Permissions};
 
 use crate::counters::{self, ClassCounters, DeviceCounters};
+use crate::device_mmu::DeviceMmu;
 use crate::faults::FaultPlan;
 use crate::guest_ram::RamFile;
 use crate::mailbox;
@@ -27,6 +38,8 @@ const MAX_TOUCHED_PAGES: usize = 1 << 20;
 
 pub struct HostInner {
     pub hyp: Hypervisor,
+    /// The devices' mappings of guest RAM.
+    pub mmu: DeviceMmu,
     pub faults: FaultPlan,
     pub dev: DeviceCounters,
     /// Per class, for the backends other than the disk.
@@ -42,7 +55,30 @@ pub struct Host {
     shm: ShmRegion,
     enforce: bool,
     adversarial: bool,
+    /// `FaultPlan::copy_delay`, kept out of the lock: the device sleeps
+    /// without it.
+    copy_delay: Duration,
+    /// Device requests (read) against revoking exits (write); see above.
+    gate: RwLock<()>,
     inner: Mutex<HostInner>,
+}
+
+impl HostInner {
+    /// Brings the devices' mappings up to date after the state machine
+    /// ran: at once for grants, and for reductions when `may_revoke` (the
+    /// caller holds the gate for writing). Logs device accesses the
+    /// mappings refused since the last time.
+    pub fn sync_view(&mut self, may_revoke: bool) {
+        self.mmu.sync(&mut self.hyp, may_revoke);
+        if let Some((n, gfn, write)) = self.mmu.new_faults() {
+            let access = if write { "write" } else { "read" };
+            log::warn!(
+                "violation: {n} device access(es) through the mappings refused, \
+                 the last a {access} of gpa {:#x}",
+                gfn << PAGE_SHIFT
+            );
+        }
+    }
 }
 
 /// The host-view accesses a device access with `perm` needs: both for a
@@ -72,14 +108,19 @@ impl Host {
         enforce: bool,
         adversarial: bool,
     ) -> Host {
+        let frames = ram.ranges().iter().map(|r| r.end >> PAGE_SHIFT).max();
+        let mmu = DeviceMmu::new(frames.unwrap_or(0), enforce, false);
         let hyp = Hypervisor::new(Config { ram: ram.ranges() });
         Host {
             ram,
             shm,
             enforce,
             adversarial,
+            copy_delay: faults.copy_delay,
+            gate: RwLock::new(()),
             inner: Mutex::new(HostInner {
                 hyp,
+                mmu,
                 faults,
                 dev: DeviceCounters::default(),
                 classes: BTreeMap::new(),
@@ -98,8 +139,30 @@ impl Host {
         &self.shm
     }
 
+    /// Registers the mappings of guest RAM a device backend was given, so
+    /// that they follow the host view. `CheckedMemory` does it for the
+    /// memory it wraps; a backend calls it from `update_memory` too, so the
+    /// framework's own accesses before the first request are covered.
+    pub fn adopt(&self, mem: &GuestMemoryMmap<()>) {
+        self.lock().mmu.adopt(mem);
+    }
+
+    /// Enters a device request: revocations wait until it ends.
+    pub fn device_request(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ends a device request that faulted in the mappings: the guest's
+    /// pages are mapped back in place of the scratch pages.
+    pub fn after_faults(&self) {
+        let mut g = self.lock();
+        g.mmu.restore_now();
+        g.sync_view(false);
+    }
+
     /// A doorbell write: an exit that serves every pending mailbox slot.
     pub fn on_doorbell(&self) -> usize {
+        let _revoking = self.gate.write().unwrap_or_else(|e| e.into_inner());
         let mut g = self.lock();
         g.dev.doorbells += 1;
         g.hyp.record_exit(ExitKind::Hypercall);
@@ -117,6 +180,7 @@ impl Host {
     /// device looks at the queue. `class` names a backend other than the
     /// disk, whose own counters count the kick too.
     pub fn on_queue_kick(&self, class: Option<&'static str>) {
+        let _revoking = self.gate.write().unwrap_or_else(|e| e.into_inner());
         let mut g = self.lock();
         g.dev.kicks += 1;
         if let Some(c) = class {
@@ -132,6 +196,7 @@ impl Host {
             g = self.lock();
         }
         g.hyp.drain(&self.ram);
+        g.sync_view(true);
     }
 
     /// Checks one device access to guest memory against the host view.
@@ -164,6 +229,8 @@ impl Host {
                 break;
             }
         }
+        // A drain on this fault may have granted what the copy needs.
+        g.sync_view(false);
         match denied {
             None => {
                 if self.adversarial {
@@ -183,6 +250,16 @@ impl Host {
                 false
             }
         }
+    }
+
+    /// Stalls a checked device payload access before its copy, if the
+    /// fault plan says so (`--copy-delay-ms`).
+    pub fn delay_copy(&self, len: usize) {
+        if self.copy_delay.is_zero() || len < 512 {
+            return;
+        }
+        self.lock().faults.counters.copies_delayed += 1;
+        thread::sleep(self.copy_delay);
     }
 
     fn remember(g: &mut HostInner, gpa: u64, len: u64, access: Access) {
@@ -234,37 +311,35 @@ impl Host {
             let gpa = gfn << PAGE_SHIFT;
             for access in attempts {
                 g.dev.adversarial_attempts += 1;
-                match g.hyp.check_access(&self.ram, gpa, PAGE_SIZE, access) {
-                    Err(_) => g.dev.adversarial_denied += 1,
-                    Ok(()) => {
-                        g.dev.adversarial_allowed += 1;
-                        log::error!(
-                            "adversary: {access:?} of unshared page gpa {gpa:#x} was allowed"
-                        );
-                        self.attack(gpa, access);
-                    }
+                // Through the host view (drain-on-fault included), and
+                // through the devices' own mapping: both must refuse.
+                let checked = g.hyp.check_access(&self.ram, gpa, PAGE_SIZE, access);
+                let mapped = g.mmu.probe(gfn, access == Access::Write);
+                if checked.is_err() && mapped != Some(true) {
+                    g.dev.adversarial_denied += 1;
+                } else {
+                    g.dev.adversarial_allowed += 1;
+                    log::error!(
+                        "adversary: {access:?} of unshared page gpa {gpa:#x} was allowed \
+                         (host view {}, mapping {mapped:?})",
+                        checked.is_ok()
+                    );
                 }
             }
         }
     }
 
-    /// Carries out an access the host view allowed: read the page, and for
-    /// a write put the same bytes back (proof of reach without corrupting).
-    fn attack(&self, gpa: u64, access: Access) {
-        let mut page = vec![0u8; PAGE_SIZE as usize];
-        if self.ram.read(gpa, &mut page).is_ok() && matches!(access, Access::Write) {
-            let _ = self.ram.write(gpa, &page);
-        }
-    }
-
-    /// The counters document: state machine, device and fault injector.
+    /// The counters document: state machine, device, fault injector and
+    /// the devices' MMU.
     pub fn counters_json(&self) -> String {
-        let g = self.lock();
+        let mut g = self.lock();
+        g.dev.mapping_faults = g.mmu.faults();
         counters::document(
             &g.hyp.counters().to_json(),
             &g.dev,
             &g.classes,
             &g.faults.counters,
+            &g.mmu.counters,
         )
     }
 }

@@ -51,7 +51,11 @@ fn call(g: &mut HostInner, ram: &dyn GuestRam, func: u32, args: [u64; 6]) -> Cal
                 // too, as it would in a hypervisor that serialises them.
                 thread::sleep(g.faults.drain_delay());
             }
-            g.hyp.call(ram, func, args)
+            let result = g.hyp.call(ram, func, args);
+            // The call's reductions are invalidated when it returns: they
+            // reach the devices' mappings before the answer does.
+            g.sync_view(true);
+            result
         }
     }
 }

@@ -12,6 +12,7 @@ mod cli;
 mod console;
 mod counters;
 mod device;
+mod device_mmu;
 mod faults;
 mod guest_ram;
 mod host;
@@ -165,6 +166,7 @@ fn run(o: Options) -> io::Result<()> {
         busy_unshares: o.busy_unshares,
         partial_unshare: o.partial_unshare,
         drain_delay: o.drain_delay,
+        copy_delay: o.copy_delay,
         ..Default::default()
     };
     let host = Arc::new(Host::new(ram, shm, faults, o.enforce, o.adversarial));

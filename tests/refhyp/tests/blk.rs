@@ -420,3 +420,81 @@ fn indirect_tables_are_checked_like_the_ring() {
     let c = h.stop();
     assert_eq!(c.get("device", "violations"), 1);
 }
+
+/// The vhost-user framework reads the used ring's index through its own
+/// mapping of guest RAM when the frontend sets the ring's addresses
+/// (`set_vring_addr`), outside `CheckedMemory`: the mapping itself must
+/// refuse a page the guest has not shared, and count the access.
+#[test]
+fn a_raw_framework_access_to_an_unshared_page_is_caught() {
+    let h = Refhyp::start("rawused", &[]);
+    let mut g = Guest::connect(&h);
+    g.init();
+    g.share_range(HDR_GPA, 2 * 4096, PERM_RW);
+    g.share_range(DATA_GPA, 4096, PERM_RW);
+    // A private used index in the (not yet shared) used ring page.
+    g.write(USED_GPA + 2, &7u16.to_le_bytes());
+    let mut d = BlkDriver::connect(&h, &g);
+    // A round trip: the backend has handled every message before it.
+    vhost::VhostBackend::get_features(&d.vd.fe).unwrap();
+    g.write(USED_GPA + 2, &0u16.to_le_bytes());
+    g.share_range(DESC_GPA, 3 * 4096, PERM_RW);
+    BlkDriver::header(&g, T_IN, 0);
+    d.offer(
+        &g,
+        &[
+            (HDR_GPA, 16, false),
+            (DATA_GPA, 4096, true),
+            (STATUS_GPA, 1, true),
+        ],
+    );
+    d.kick();
+    let c = h.wait_counter("device", "requests_ok", 1);
+    wait_for(|| (d.used_idx(&g) != 0).then_some(()));
+    assert_eq!(
+        d.used_idx(&g),
+        1,
+        "the backend took its used index from a page the guest never shared"
+    );
+    assert_eq!(c.get("device", "mapping_faults"), 1, "{}", c.0);
+    let c = h.stop();
+    assert_eq!(c.get("device", "mapping_faults"), 1);
+}
+
+/// A device copy checked before the guest's `SYNC` must land before that
+/// `SYNC` returns, never after: revocation waits for in-flight accesses.
+/// `--copy-delay-ms` holds the device between its check and its copy.
+#[test]
+fn a_copy_racing_a_sync_never_lands_after_it_returns() {
+    let (h, mut g, mut d) = setup("copyrace", &["--copy-delay-ms", "1500"], |g| {
+        BlkDriver::share_all(g);
+    });
+    let disk = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&h.disk_path)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&disk, &pattern(4096, 1), 0).unwrap();
+    g.write(DATA_GPA, &pattern(4096, 2));
+    BlkDriver::header(&g, T_IN, 0);
+    d.offer(
+        &g,
+        &[
+            (HDR_GPA, 16, false),
+            (DATA_GPA, 4096, true),
+            (STATUS_GPA, 1, true),
+        ],
+    );
+    d.kick();
+    // The device has checked the data buffer and sleeps before its copy.
+    h.wait_counter("faults", "copies_delayed", 1);
+    g.unshare_range(DATA_GPA, 4096);
+    let after_sync = g.read(DATA_GPA, 4096);
+    d.wait_used(&g);
+    assert_eq!(g.read(STATUS_GPA, 1)[0], S_OK);
+    assert!(
+        g.read(DATA_GPA, 4096) == after_sync,
+        "the device's copy landed after SYNC returned"
+    );
+    let c = h.stop();
+    assert_eq!(c.get("device", "violations"), 0);
+}
