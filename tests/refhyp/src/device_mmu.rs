@@ -30,7 +30,9 @@ use std::cell::Cell;
 use std::ffi::c_void;
 use std::ops::Range;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 use std::sync::{Arc, Once, OnceLock};
 
 use pviommu_reference_hyp::abi::layout::PAGE_SHIFT;
@@ -79,6 +81,63 @@ struct Shared {
     last_fault: AtomicU64,
     /// A scratch page was mapped since the last restore.
     scratch: AtomicBool,
+    /// The fault service: a thread that drains the ring and applies the
+    /// faulting frame's entry, as the hypervisor does on a host fault,
+    /// before the handler refuses an access (`FaultService`).
+    service: AtomicBool,
+    /// The handshake with the service: `IDLE`, `POSTED`, `ALLOWED` or
+    /// `DENIED`; one fault at a time (`asking`).
+    state: AtomicU32,
+    asking: AtomicBool,
+    /// The posted fault: `gfn << 1 | write`.
+    posted: AtomicU64,
+}
+
+const IDLE: u32 = 0;
+const POSTED: u32 = 1;
+const ALLOWED: u32 = 2;
+const DENIED: u32 = 3;
+
+/// futex(2) on `word`: waits while it holds `val`, or wakes its waiters.
+fn futex(word: &AtomicU32, op: libc::c_int, val: u32) {
+    // SAFETY: `word` is a valid, aligned u32 for the call's duration; a
+    // futex call is async-signal-safe.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            op | libc::FUTEX_PRIVATE_FLAG,
+            val,
+            std::ptr::null::<libc::timespec>(),
+        );
+    }
+}
+
+impl Shared {
+    /// From the fault handler: asks the service whether the access may
+    /// proceed after a drain; waits for the answer.
+    fn ask(&self, gfn: u64, write: bool) -> bool {
+        while self
+            .asking
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::hint::spin_loop();
+        }
+        self.posted
+            .store(gfn << 1 | u64::from(write), Ordering::Relaxed);
+        self.state.store(POSTED, Ordering::Release);
+        futex(&self.state, libc::FUTEX_WAKE, u32::MAX);
+        let answer = loop {
+            match self.state.load(Ordering::Acquire) {
+                POSTED => futex(&self.state, libc::FUTEX_WAIT, POSTED),
+                a => break a,
+            }
+        };
+        self.state.store(IDLE, Ordering::Relaxed);
+        self.asking.store(false, Ordering::Release);
+        answer == ALLOWED
+    }
 }
 
 impl Shared {
@@ -241,6 +300,33 @@ fn redirect(addr: usize, write: bool) -> bool {
     let Some(slots) = SLOTS.get() else {
         return false;
     };
+    let mut asked = false;
+    loop {
+        match redirect_once(slots, addr, write, asked) {
+            Redirect::NotOurs => return false,
+            Redirect::Done => return true,
+            Redirect::Ask(owner, gfn) => {
+                // SAFETY: `redirect_once` took a reference on `owner` for
+                // us; it is dropped below.
+                let owner = unsafe { Arc::from_raw(owner) };
+                if owner.ask(gfn, write) {
+                    return true;
+                }
+                asked = true;
+            }
+        }
+    }
+}
+
+enum Redirect {
+    NotOurs,
+    Done,
+    /// Ask the fault service of this owner about this frame (without
+    /// `LOCK`: the service changes mappings), then decide again.
+    Ask(*const Shared, u64),
+}
+
+fn redirect_once(slots: &[Slot], addr: usize, write: bool, asked: bool) -> Redirect {
     let _l = lock();
     for slot in slots.iter() {
         let start = slot.start.load(Ordering::Relaxed);
@@ -257,14 +343,25 @@ fn redirect(addr: usize, write: bool) -> bool {
         let bits = unsafe { &*slot.scratch.load(Ordering::Relaxed).add(idx / 64) };
         if bits.load(Ordering::Relaxed) & (1 << (idx % 64)) != 0 {
             // Already a scratch page: the access can proceed.
-            return true;
+            return Redirect::Done;
         }
         let gfn = slot.gfn.load(Ordering::Relaxed) + idx as u64;
         let have = owner.shadow(gfn);
         let need = need_of(write);
         if have & need == need {
             // Granted since the fault: retry the access.
-            return true;
+            return Redirect::Done;
+        }
+        if !asked && !PROBING.with(Cell::get) && owner.service.load(Ordering::Acquire) {
+            // A host fault: the hypervisor drains before it refuses. The
+            // adversary's probes are not faults it serves (and it holds
+            // the host lock the service needs).
+            let ptr = slot.owner.load(Ordering::Relaxed) as *const Shared;
+            // SAFETY: the owner is an `Arc<Shared>` kept alive by its
+            // `DeviceMmu` while registered (we hold `LOCK`); taking a
+            // count is one atomic increment.
+            unsafe { Arc::increment_strong_count(ptr) };
+            return Redirect::Ask(ptr, gfn);
         }
         let fd = slot.fd.load(Ordering::Relaxed);
         let off = slot.file_off.load(Ordering::Relaxed) + (idx * PAGE) as u64;
@@ -294,9 +391,35 @@ fn redirect(addr: usize, write: bool) -> bool {
                 .last_fault
                 .store(gfn << 1 | u64::from(write), Ordering::Relaxed);
         }
-        return true;
+        return Redirect::Done;
     }
-    false
+    Redirect::NotOurs
+}
+
+/// The other end of the fault handler's handshake: the thread that serves
+/// host faults on the mappings (`Host::serve_faults`).
+pub struct FaultService(Arc<Shared>);
+
+impl FaultService {
+    /// Waits for the next fault; returns its frame and direction.
+    pub fn next(&self) -> (u64, bool) {
+        loop {
+            match self.0.state.load(Ordering::Acquire) {
+                POSTED => break,
+                s => futex(&self.0.state, libc::FUTEX_WAIT, s),
+            }
+        }
+        let posted = self.0.posted.load(Ordering::Relaxed);
+        (posted >> 1, posted & 1 != 0)
+    }
+
+    /// Answers the fault `next` returned: whether the access may proceed
+    /// (the mappings grant it now).
+    pub fn answer(&self, allowed: bool) {
+        let a = if allowed { ALLOWED } else { DENIED };
+        self.0.state.store(a, Ordering::Release);
+        futex(&self.0.state, libc::FUTEX_WAKE, u32::MAX);
+    }
 }
 
 extern "C" fn on_segv(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
@@ -423,7 +546,7 @@ pub struct MmuCounters {
 
 /// The devices' mappings of guest RAM, kept equal to the host view.
 pub struct DeviceMmu {
-    shared: Box<Shared>,
+    shared: Arc<Shared>,
     regions: Vec<Region>,
     /// Each registered memory table, as its regions' start addresses.
     tables: Vec<Vec<usize>>,
@@ -448,12 +571,16 @@ impl DeviceMmu {
         }
         let n = usize::try_from(frames).unwrap_or(0);
         DeviceMmu {
-            shared: Box::new(Shared {
+            shared: Arc::new(Shared {
                 shadow: (0..n).map(|_| AtomicU8::new(0)).collect(),
                 faults: AtomicU64::new(0),
                 probe_faults: AtomicU64::new(0),
                 last_fault: AtomicU64::new(0),
                 scratch: AtomicBool::new(false),
+                service: AtomicBool::new(false),
+                state: AtomicU32::new(IDLE),
+                asking: AtomicBool::new(false),
+                posted: AtomicU64::new(0),
             }),
             regions: Vec::new(),
             tables: Vec::new(),
@@ -467,6 +594,14 @@ impl DeviceMmu {
         }
     }
 
+    /// Hands out the fault service's end of the handshake: from now on the
+    /// handler asks it (drain and apply the faulting frame) before it
+    /// refuses a device access. Without a service every fault is refused.
+    pub fn fault_service(&self) -> FaultService {
+        self.shared.service.store(true, Ordering::Release);
+        FaultService(self.shared.clone())
+    }
+
     /// Device code's faults so far.
     pub fn faults(&self) -> u64 {
         self.shared.faults.load(Ordering::Relaxed)
@@ -476,6 +611,11 @@ impl DeviceMmu {
     #[cfg(test)]
     pub fn probe_faults(&self) -> u64 {
         self.shared.probe_faults.load(Ordering::Relaxed)
+    }
+
+    /// The protection the mappings give frame `gfn` now (0, 1 or 3).
+    pub fn effective(&self, gfn: u64) -> u8 {
+        self.shared.shadow(gfn)
     }
 
     /// Frames whose reduction is not in the mappings yet.
@@ -535,7 +675,7 @@ impl DeviceMmu {
                     s.scratch
                         .store(region.scratch.as_ptr() as *mut _, Ordering::Relaxed);
                     s.owner
-                        .store(&*self.shared as *const _ as *mut _, Ordering::Relaxed);
+                        .store(Arc::as_ptr(&self.shared) as *mut _, Ordering::Relaxed);
                 } else {
                     log::error!("device MMU: no slot left for a mapping of guest RAM");
                     self.counters.errors += 1;

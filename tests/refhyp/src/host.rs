@@ -17,7 +17,8 @@
 //! taken before the lock.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::thread;
 use std::time::Duration;
 
@@ -158,6 +159,35 @@ impl Host {
         let mut g = self.lock();
         g.mmu.restore_now();
         g.sync_view(false);
+    }
+
+    /// Starts the thread that serves host faults on the devices' mappings:
+    /// an access the mappings refuse is a fault exit, as for
+    /// `CheckedMemory`: the ring is drained and the frame's table entry
+    /// applied, and only then is the access refused (a violation).
+    pub fn serve_faults(host: &Arc<Host>) -> io::Result<()> {
+        let service = host.lock().mmu.fault_service();
+        let host = host.clone();
+        thread::Builder::new()
+            .name("mmu-faults".into())
+            .spawn(move || loop {
+                let (gfn, write) = service.next();
+                service.answer(host.mapping_fault(gfn, write));
+            })?;
+        Ok(())
+    }
+
+    /// A device access through the mappings faulted on frame `gfn`: drain,
+    /// apply, and say whether the mappings allow it now.
+    fn mapping_fault(&self, gfn: u64, write: bool) -> bool {
+        let mut g = self.lock();
+        let access = if write { Access::Write } else { Access::Read };
+        let result = g
+            .hyp
+            .check_access(&self.ram, gfn << PAGE_SHIFT, PAGE_SIZE, access);
+        g.sync_view(false);
+        let need = if write { 3 } else { 1 };
+        result.is_ok() && g.mmu.effective(gfn) & need == need
     }
 
     /// A doorbell write: an exit that serves every pending mailbox slot.

@@ -170,6 +170,7 @@ fn run(o: Options) -> io::Result<()> {
         ..Default::default()
     };
     let host = Arc::new(Host::new(ram, shm, faults, o.enforce, o.adversarial));
+    Host::serve_faults(&host)?;
     start_ivshmem(host.clone(), &o)?;
     start_devices(&host, &o)?;
     if !o.enforce {
