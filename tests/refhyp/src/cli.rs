@@ -31,10 +31,14 @@ pub struct Options {
     /// Where the console's output goes (with `--console-socket`).
     pub console_out: Option<PathBuf>,
     pub adversarial: bool,
+    /// Model a host whose cached translations outlive a drain's
+    /// reductions until the next invalidation.
+    pub stale_tlb: bool,
     pub fail_syncs: u64,
     pub fail_unshares: u64,
     pub busy_syncs: u64,
     pub busy_unshares: u64,
+    pub lie_syncs: u64,
     pub partial_unshare: Option<u64>,
     pub drain_delay: Duration,
     /// Sleep between checking a device payload access and copying it.
@@ -52,8 +56,9 @@ usage: pviommu-refhyp --ram-file PATH --ram-size SIZE --ivshmem-socket PATH
                       [--blk-socket PATH --blk-image FILE] [--blk-queues N]
                       [--net-socket PATH] [--vsock-socket PATH] [--vsock-cid N]
                       [--rng-socket PATH] [--console-socket PATH --console-out FILE]
-                      [--adversarial] [--fail-syncs N] [--fail-unshares N]
-                      [--busy-syncs N] [--busy-unshares N]
+                      [--adversarial] [--stale-tlb]
+                      [--fail-syncs N] [--fail-unshares N]
+                      [--busy-syncs N] [--busy-unshares N] [--lie-syncs N]
                       [--partial-unshare PAGES] [--drain-delay-ms N]
                       [--copy-delay-ms N]
                       [--counters PATH] [--no-enforce] [--keep-ram-file]
@@ -99,10 +104,12 @@ impl Options {
             console_socket: None,
             console_out: None,
             adversarial: false,
+            stale_tlb: false,
             fail_syncs: 0,
             fail_unshares: 0,
             busy_syncs: 0,
             busy_unshares: 0,
+            lie_syncs: 0,
             partial_unshare: None,
             drain_delay: Duration::ZERO,
             copy_delay: Duration::ZERO,
@@ -115,6 +122,7 @@ impl Options {
             // Flags first; everything else takes one value.
             match opt.as_str() {
                 "--adversarial" => o.adversarial = true,
+                "--stale-tlb" => o.stale_tlb = true,
                 "--no-enforce" => o.enforce = false,
                 "--keep-ram-file" => o.keep_ram_file = true,
                 "-h" | "--help" => return Err(USAGE.to_string()),
@@ -149,6 +157,7 @@ impl Options {
                         "--fail-unshares" => o.fail_unshares = parse_num(&opt, &val)?,
                         "--busy-syncs" => o.busy_syncs = parse_num(&opt, &val)?,
                         "--busy-unshares" => o.busy_unshares = parse_num(&opt, &val)?,
+                        "--lie-syncs" => o.lie_syncs = parse_num(&opt, &val)?,
                         "--partial-unshare" => o.partial_unshare = Some(parse_num(&opt, &val)?),
                         "--drain-delay-ms" => {
                             o.drain_delay = Duration::from_millis(parse_num(&opt, &val)?)
@@ -214,13 +223,13 @@ mod tests {
     fn full_command_line() {
         let o = Options::parse(args(
             "--ram-file /dev/shm/r --ram-size 512M --ivshmem-socket /tmp/i \
-             --blk-socket /tmp/b --blk-image /tmp/img --adversarial --fail-syncs 2 \
+             --blk-socket /tmp/b --blk-image /tmp/img --adversarial --stale-tlb --fail-syncs 2 \
              --partial-unshare 3 --drain-delay-ms 5 --copy-delay-ms 7 --counters /tmp/c \
              --no-enforce",
         ))
         .unwrap();
         assert_eq!(o.ram_size, 512 << 20);
-        assert!(o.adversarial && !o.enforce);
+        assert!(o.adversarial && o.stale_tlb && !o.enforce);
         assert_eq!((o.fail_syncs, o.partial_unshare), (2, Some(3)));
         assert_eq!(o.drain_delay, Duration::from_millis(5));
         assert_eq!(o.vsock_cid, 3);

@@ -107,6 +107,7 @@ pub struct FaultCounters {
     pub syncs_busy: u64,
     pub unshares_busy: u64,
     pub unshares_truncated: u64,
+    pub syncs_lied: u64,
     pub drains_delayed: u64,
     pub copies_delayed: u64,
 }
@@ -164,6 +165,7 @@ impl FaultCounters {
                 ("syncs_busy", self.syncs_busy),
                 ("unshares_busy", self.unshares_busy),
                 ("unshares_truncated", self.unshares_truncated),
+                ("syncs_lied", self.syncs_lied),
                 ("drains_delayed", self.drains_delayed),
                 ("copies_delayed", self.copies_delayed),
             ],
@@ -189,15 +191,8 @@ impl MmuCounters {
     }
 }
 
-/// Joins the counter sets into one document: `{"hyp": {...}, "device":
-/// {...}, "classes": {"net": {...}, ...}, "faults": {...}, "mmu": {...}}`.
-pub fn document(
-    hyp_json: &str,
-    dev: &DeviceCounters,
-    classes: &BTreeMap<&'static str, ClassCounters>,
-    faults: &FaultCounters,
-    mmu: &MmuCounters,
-) -> String {
+/// The per-class counters as one JSON object: `{"net": {...}, ...}`.
+pub fn classes_json(classes: &BTreeMap<&'static str, ClassCounters>) -> String {
     let mut c = String::from("{");
     for (i, (name, counters)) in classes.iter().enumerate() {
         if i > 0 {
@@ -206,14 +201,22 @@ pub fn document(
         let _ = write!(c, "\"{name}\":{}", counters.to_json());
     }
     c.push('}');
-    format!(
-        "{{\"hyp\":{},\"device\":{},\"classes\":{},\"faults\":{},\"mmu\":{}}}\n",
-        hyp_json,
-        dev.to_json(),
-        c,
-        faults.to_json(),
-        mmu.to_json()
-    )
+    c
+}
+
+/// Joins counter sets, each already JSON, into one document: `{"hyp":
+/// {...}, "device": {...}, "classes": {"net": {...}, ...}, "faults": {...},
+/// "mmu": {...}, ...}`.
+pub fn document(sections: &[(&str, String)]) -> String {
+    let mut out = String::from("{");
+    for (i, (name, json)) in sections.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "\"{name}\":{json}");
+    }
+    out.push_str("}\n");
+    out
 }
 
 /// Writes the document atomically (temporary file + rename), so a reader
@@ -241,13 +244,13 @@ mod tests {
         };
         net.extra.insert("udp_echoed", 5);
         let classes = BTreeMap::from([("net", net)]);
-        let doc = document(
-            "{\"drains\":1}",
-            &dev,
-            &classes,
-            &FaultCounters::default(),
-            &MmuCounters::default(),
-        );
+        let doc = document(&[
+            ("hyp", "{\"drains\":1}".into()),
+            ("device", dev.to_json()),
+            ("classes", classes_json(&classes)),
+            ("faults", FaultCounters::default().to_json()),
+            ("mmu", MmuCounters::default().to_json()),
+        ]);
         assert!(doc.starts_with("{\"hyp\":{\"drains\":1},\"device\":{\"kicks\":3,"));
         assert!(doc.contains("\"classes\":{\"net\":{\"kicks\":0,\"requests\":2,"));
         assert!(doc.contains("\"violations\":0,\"udp_echoed\":5}}"));

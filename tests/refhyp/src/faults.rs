@@ -27,6 +27,9 @@ pub struct FaultPlan {
     /// Pass at most this many pages to each `UNSHARE`; the state machine
     /// then reports the smaller count as partial progress.
     pub partial_unshare: Option<u64>,
+    /// Answer this many more `SYNC` calls `SUCCESS` without draining or
+    /// invalidating: a broken hypervisor, for the adversary to catch.
+    pub lie_syncs: u64,
     /// Sleep this long before every drain (queue kick or `SYNC`).
     pub drain_delay: Duration,
     /// Sleep this long between checking a device payload access (512
@@ -41,6 +44,8 @@ pub struct FaultPlan {
 pub enum Verdict {
     /// Answer with this status without calling the state machine.
     Refuse(Status),
+    /// Answer `SUCCESS` without calling the state machine (a lie).
+    Pretend,
     /// Call the state machine with these (possibly changed) arguments.
     Forward([u64; NR_ARGS]),
 }
@@ -61,6 +66,11 @@ impl FaultPlan {
                 self.fail_unshares -= 1;
                 self.counters.unshares_failed += 1;
                 Verdict::Refuse(Status::NoMemory)
+            }
+            Some(Func::Sync) if self.lie_syncs > 0 => {
+                self.lie_syncs -= 1;
+                self.counters.syncs_lied += 1;
+                Verdict::Pretend
             }
             Some(Func::Sync) if self.busy_syncs > 0 => {
                 self.busy_syncs -= 1;

@@ -23,19 +23,17 @@ use std::thread;
 use std::time::Duration;
 
 use pviommu_reference_hyp::abi::layout::{PAGE_SHIFT, PAGE_SIZE};
-use pviommu_reference_hyp::{Access, Config, ExitKind, Hypervisor, Perm};
+use pviommu_reference_hyp::{Access, CallResult, Config, ExitKind, GuestRam, Hypervisor};
 use vm_memory::{GuestMemoryMmap, Permissions};
 
+use crate::adversary::Adversary;
+use crate::cli::Options;
 use crate::counters::{self, ClassCounters, DeviceCounters};
 use crate::device_mmu::DeviceMmu;
 use crate::faults::FaultPlan;
 use crate::guest_ram::RamFile;
 use crate::mailbox;
 use crate::shared_region::ShmRegion;
-
-/// Most pages the adversary remembers; past this it forgets new ones (the
-/// guests under test touch far fewer pages between two unmaps).
-const MAX_TOUCHED_PAGES: usize = 1 << 20;
 
 pub struct HostInner {
     pub hyp: Hypervisor,
@@ -45,9 +43,8 @@ pub struct HostInner {
     pub dev: DeviceCounters,
     /// Per class, for the backends other than the disk.
     pub classes: BTreeMap<&'static str, ClassCounters>,
-    /// Pages the device reached, and whether it wrote them: the adversary
-    /// comes back to them once the guest has unshared them.
-    touched: BTreeMap<u64, u8>,
+    /// The adversarial host (`--adversarial`).
+    adversary: Option<Adversary>,
 }
 
 pub struct Host {
@@ -55,7 +52,6 @@ pub struct Host {
     ram: RamFile,
     shm: ShmRegion,
     enforce: bool,
-    adversarial: bool,
     /// `FaultPlan::copy_delay`, kept out of the lock: the device sleeps
     /// without it.
     copy_delay: Duration,
@@ -69,6 +65,42 @@ impl HostInner {
     /// ran: at once for grants, and for reductions when `may_revoke` (the
     /// caller holds the gate for writing). Logs device accesses the
     /// mappings refused since the last time.
+    /// At the start of an exit: the adversary attacks (`--adversarial`).
+    pub fn adversary_exit(&mut self, ram: &dyn GuestRam) {
+        if let Some(a) = &mut self.adversary {
+            a.on_exit(&mut self.mmu, ram, &mut self.dev);
+        }
+    }
+
+    /// After a drain: the adversary's oracle reads what it applied.
+    pub fn adversary_drained(&mut self, ram: &dyn GuestRam) {
+        if let Some(a) = &mut self.adversary {
+            a.after_drain(ram);
+        }
+    }
+
+    /// Before a call is served: the adversary notes what the call is
+    /// judged by.
+    pub fn adversary_before(&mut self, ram: &dyn GuestRam, func: u32, args: &[u64; 6]) {
+        if let Some(a) = &mut self.adversary {
+            a.before_call(ram, func, args);
+        }
+    }
+
+    /// After a call and before its answer is published (the guest still
+    /// waits): the adversary attacks what the call revoked.
+    pub fn adversary_after(
+        &mut self,
+        ram: &dyn GuestRam,
+        func: u32,
+        args: &[u64; 6],
+        result: &CallResult,
+    ) {
+        if let Some(a) = &mut self.adversary {
+            a.after_call(&mut self.mmu, ram, (func, args, result), &mut self.dev);
+        }
+    }
+
     pub fn sync_view(&mut self, may_revoke: bool) {
         self.mmu.sync(&mut self.hyp, may_revoke);
         if let Some((n, gfn, write)) = self.mmu.new_faults() {
@@ -93,30 +125,19 @@ fn accesses_of(perm: Permissions) -> &'static [Access] {
     }
 }
 
-/// The table-entry bit of an access: what the adversary remembers.
-fn bit_of(access: Access) -> u8 {
-    match access {
-        Access::Read => Perm::Read.bits(),
-        Access::Write => Perm::Write.bits(),
-    }
-}
-
 impl Host {
-    pub fn new(
-        ram: RamFile,
-        shm: ShmRegion,
-        faults: FaultPlan,
-        enforce: bool,
-        adversarial: bool,
-    ) -> Host {
+    /// The host of a guest, as the command line `o` says (`--no-enforce`,
+    /// `--adversarial`, `--stale-tlb`).
+    pub fn new(ram: RamFile, shm: ShmRegion, faults: FaultPlan, o: &Options) -> Host {
+        let enforce = o.enforce;
         let frames = ram.ranges().iter().map(|r| r.end >> PAGE_SHIFT).max();
-        let mmu = DeviceMmu::new(frames.unwrap_or(0), enforce, false);
+        let mmu = DeviceMmu::new(frames.unwrap_or(0), enforce, o.stale_tlb);
         let hyp = Hypervisor::new(Config { ram: ram.ranges() });
+        let adversary = o.adversarial.then(|| Adversary::new(&ram.ranges()));
         Host {
             ram,
             shm,
             enforce,
-            adversarial,
             copy_delay: faults.copy_delay,
             gate: RwLock::new(()),
             inner: Mutex::new(HostInner {
@@ -125,7 +146,7 @@ impl Host {
                 faults,
                 dev: DeviceCounters::default(),
                 classes: BTreeMap::new(),
-                touched: BTreeMap::new(),
+                adversary,
             }),
         }
     }
@@ -185,9 +206,16 @@ impl Host {
         let result = g
             .hyp
             .check_access(&self.ram, gfn << PAGE_SHIFT, PAGE_SIZE, access);
+        g.adversary_drained(&self.ram);
         g.sync_view(false);
         let need = if write { 3 } else { 1 };
-        result.is_ok() && g.mmu.effective(gfn) & need == need
+        let allowed = result.is_ok() && g.mmu.effective(gfn) & need == need;
+        if allowed {
+            if let Some(a) = &mut g.adversary {
+                a.touched(gfn << PAGE_SHIFT, PAGE_SIZE);
+            }
+        }
+        allowed
     }
 
     /// A doorbell write: an exit that serves every pending mailbox slot.
@@ -196,12 +224,8 @@ impl Host {
         let mut g = self.lock();
         g.dev.doorbells += 1;
         g.hyp.record_exit(ExitKind::Hypercall);
-        let mut probe = |g: &mut HostInner| {
-            if self.adversarial {
-                self.probe_unshared(g);
-            }
-        };
-        let served = mailbox::serve(&mut g, &self.ram, &self.shm, &mut probe);
+        g.adversary_exit(&self.ram);
+        let served = mailbox::serve(&mut g, &self.ram, &self.shm);
         g.dev.mailbox_calls += served as u64;
         served
     }
@@ -217,6 +241,7 @@ impl Host {
             g.class(c).kicks += 1;
         }
         g.hyp.record_exit(ExitKind::QueueKick);
+        g.adversary_exit(&self.ram);
         let delay = g.faults.drain_delay();
         if !delay.is_zero() {
             // Sleep without the lock, as a slow hypervisor would, so the
@@ -226,6 +251,7 @@ impl Host {
             g = self.lock();
         }
         g.hyp.drain(&self.ram);
+        g.adversary_drained(&self.ram);
         g.sync_view(true);
     }
 
@@ -249,6 +275,7 @@ impl Host {
             g.dev.unchecked_accesses += 1;
             return true;
         }
+        let drains = g.hyp.counters().drains;
         let mut denied = None;
         for &access in accesses_of(perm) {
             if g.hyp
@@ -259,14 +286,15 @@ impl Host {
                 break;
             }
         }
+        if g.hyp.counters().drains != drains {
+            g.adversary_drained(&self.ram);
+        }
         // A drain on this fault may have granted what the copy needs.
         g.sync_view(false);
         match denied {
             None => {
-                if self.adversarial {
-                    for &access in accesses_of(perm) {
-                        Self::remember(&mut g, gpa, len as u64, access);
-                    }
+                if let Some(a) = &mut g.adversary {
+                    a.touched(gpa, len as u64);
                 }
                 true
             }
@@ -292,85 +320,22 @@ impl Host {
         thread::sleep(self.copy_delay);
     }
 
-    fn remember(g: &mut HostInner, gpa: u64, len: u64, access: Access) {
-        let first = gpa >> PAGE_SHIFT;
-        let last = gpa.saturating_add(len - 1) >> PAGE_SHIFT;
-        for gfn in first..=last {
-            if g.touched.len() >= MAX_TOUCHED_PAGES && !g.touched.contains_key(&gfn) {
-                return;
-            }
-            *g.touched.entry(gfn).or_insert(0) |= bit_of(access);
-        }
-    }
-
-    /// The adversary: every page the device reached and the guest has
-    /// since unshared (or downgraded) is attacked through the host view,
-    /// as a device access would be (drain-on-fault included). Each attempt
-    /// must be denied.
-    ///
-    /// Runs after each call and before the guest sees its answer: the
-    /// guest may not reuse (and so re-share) memory before its unmap
-    /// returns, so an allowed attempt here is a hole in the enforcement,
-    /// not a race with a legitimate new mapping.
-    fn probe_unshared(&self, g: &mut HostInner) {
-        // Pages where the device made an access the host view no longer
-        // allows: unshared, or narrowed (to read-only, or to write-only).
-        let stale: Vec<(u64, u8, Perm)> = g
-            .touched
-            .iter()
-            .map(|(&gfn, &made)| (gfn, made, g.hyp.host_perm(gfn)))
-            .filter(|&(_, made, perm)| made & !perm.bits() != 0)
-            .collect();
-        for (gfn, made, perm) in stale {
-            // An unshared page is attacked both ways, a narrowed one in the
-            // ways the device used and may no longer.
-            let lost = if perm == Perm::None {
-                Perm::ReadWrite.bits()
-            } else {
-                made & !perm.bits()
-            };
-            let attempts: Vec<Access> = [Access::Write, Access::Read]
-                .into_iter()
-                .filter(|&a| lost & bit_of(a) != 0)
-                .collect();
-            if perm == Perm::None {
-                g.touched.remove(&gfn);
-            } else {
-                g.touched.insert(gfn, made & perm.bits());
-            }
-            let gpa = gfn << PAGE_SHIFT;
-            for access in attempts {
-                g.dev.adversarial_attempts += 1;
-                // Through the host view (drain-on-fault included), and
-                // through the devices' own mapping: both must refuse.
-                let checked = g.hyp.check_access(&self.ram, gpa, PAGE_SIZE, access);
-                let mapped = g.mmu.probe(gfn, access == Access::Write);
-                if checked.is_err() && mapped != Some(true) {
-                    g.dev.adversarial_denied += 1;
-                } else {
-                    g.dev.adversarial_allowed += 1;
-                    log::error!(
-                        "adversary: {access:?} of unshared page gpa {gpa:#x} was allowed \
-                         (host view {}, mapping {mapped:?})",
-                        checked.is_ok()
-                    );
-                }
-            }
-        }
-    }
-
     /// The counters document: state machine, device, fault injector and
     /// the devices' MMU.
     pub fn counters_json(&self) -> String {
         let mut g = self.lock();
         g.dev.mapping_faults = g.mmu.faults();
-        counters::document(
-            &g.hyp.counters().to_json(),
-            &g.dev,
-            &g.classes,
-            &g.faults.counters,
-            &g.mmu.counters,
-        )
+        let mut sections = vec![
+            ("hyp", g.hyp.counters().to_json()),
+            ("device", g.dev.to_json()),
+            ("classes", counters::classes_json(&g.classes)),
+            ("faults", g.faults.counters.to_json()),
+            ("mmu", g.mmu.counters.to_json()),
+        ];
+        if let Some(a) = &g.adversary {
+            sections.push(("adversary", a.counters.to_json()));
+        }
+        counters::document(&sections)
     }
 }
 

@@ -17,19 +17,14 @@ use crate::host::HostInner;
 /// how many calls were answered.
 ///
 /// The slot protocol is the reference one (`serve_mailbox_with`); each
-/// call goes through the fault plan, and `after_call` runs after each call
-/// and before its answer is published, while the guest still waits: the
-/// adversary attacks there, before the guest may reuse what it just
-/// unshared.
-pub fn serve(
-    g: &mut HostInner,
-    ram: &dyn GuestRam,
-    shm: &dyn SharedRegion,
-    after_call: &mut dyn FnMut(&mut HostInner),
-) -> usize {
+/// call goes through the fault plan. The adversary looks before each call
+/// and attacks after it, before its answer is published, while the guest
+/// still waits: what the call revoked must already be out of reach.
+pub fn serve(g: &mut HostInner, ram: &dyn GuestRam, shm: &dyn SharedRegion) -> usize {
     serve_mailbox_with(shm, &mut |func, args| {
+        g.adversary_before(ram, func, &args);
         let result = call(g, ram, func, args);
-        after_call(g);
+        g.adversary_after(ram, func, &args, &result);
         result
     })
 }
@@ -45,6 +40,7 @@ fn refused(status: Status) -> CallResult {
 fn call(g: &mut HostInner, ram: &dyn GuestRam, func: u32, args: [u64; 6]) -> CallResult {
     match g.faults.before_call(func, args) {
         Verdict::Refuse(status) => refused(status),
+        Verdict::Pretend => refused(Status::Success),
         Verdict::Forward(args) => {
             if FaultPlan::drains(func) {
                 // The lock stays held: a slow SYNC stalls the other exits
@@ -52,6 +48,9 @@ fn call(g: &mut HostInner, ram: &dyn GuestRam, func: u32, args: [u64; 6]) -> Cal
                 thread::sleep(g.faults.drain_delay());
             }
             let result = g.hyp.call(ram, func, args);
+            if FaultPlan::drains(func) {
+                g.adversary_drained(ram);
+            }
             // The call's reductions are invalidated when it returns: they
             // reach the devices' mappings before the answer does.
             g.sync_view(true);

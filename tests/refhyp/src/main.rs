@@ -6,6 +6,7 @@
 //! net, vsock, rng, console) whose every guest memory access is checked
 //! against that view.
 
+mod adversary;
 mod blk;
 mod checked_memory;
 mod cli;
@@ -164,12 +165,13 @@ fn run(o: Options) -> io::Result<()> {
         fail_unshares: o.fail_unshares,
         busy_syncs: o.busy_syncs,
         busy_unshares: o.busy_unshares,
+        lie_syncs: o.lie_syncs,
         partial_unshare: o.partial_unshare,
         drain_delay: o.drain_delay,
         copy_delay: o.copy_delay,
         ..Default::default()
     };
-    let host = Arc::new(Host::new(ram, shm, faults, o.enforce, o.adversarial));
+    let host = Arc::new(Host::new(ram, shm, faults, &o));
     Host::serve_faults(&host)?;
     start_ivshmem(host.clone(), &o)?;
     start_devices(&host, &o)?;
