@@ -39,10 +39,14 @@ check:
 cargo-test: setup
 	cargo test --workspace
 
-# The ring protocol's loom model (hyp-abi/tests/loom.rs).
+# The ring protocol's loom models: the guest's producer against the ABI
+# crate's consumer (hyp-abi/tests/loom.rs) and against the reference
+# hypervisor's own drain (hyp-abi/reference/tests/loom.rs).
 loom: setup
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$(CARGO_TARGET_DIR)/loom" \
 		cargo test -p pviommu-hyp-abi --release --test loom
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$(CARGO_TARGET_DIR)/loom" \
+		cargo test -p pviommu-reference-hyp --release --test loom
 
 lint: setup
 	@scripts/lint.sh

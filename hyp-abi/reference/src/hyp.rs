@@ -5,6 +5,7 @@
 use crate::counters::Counters;
 use crate::pages::{host_bits, shareable, DIRECT_SHIFT, FORBIDDEN, PERM_BITS, RAM, TABLE_SHIFT};
 use crate::ram::{GuestRam, OutOfRange};
+use crate::sync::{fence, Ordering};
 use pviommu_hyp_abi::call::{
     reserved_args_zero, Func, Stat, Status, ABI_VERSION, FEATURES_KNOWN, NR_ARGS, NR_RETS,
     NR_STATS, STATS,
@@ -14,7 +15,6 @@ use pviommu_hyp_abi::layout::{
     RING_HEADER_SIZE, RING_ORDER_MIN, RING_PRODUCER_OFFSET, RING_RECORD_SIZE, TABLE_RESERVED_MASK,
 };
 use std::ops::Range;
-use std::sync::atomic::{fence, Ordering};
 
 /// Largest `ring_order` this hypervisor accepts (`VERSION` reports it).
 pub const MAX_RING_ORDER: u32 = 16;

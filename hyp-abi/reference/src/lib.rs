@@ -14,6 +14,7 @@ mod hyp;
 mod mailbox;
 mod pages;
 mod ram;
+mod sync;
 
 pub use counters::Counters;
 pub use hyp::{Access, CallResult, Config, DrainStats, ExitKind, Hypervisor, Violation};

@@ -4,13 +4,13 @@
 
 use crate::hyp::Hypervisor;
 use crate::ram::{GuestRam, OutOfRange};
+use crate::sync::{fence, Ordering};
 use pviommu_hyp_abi::call::{Status, ABI_VERSION, FEATURES_KNOWN, NR_ARGS};
 use pviommu_hyp_abi::mailbox::{
     nr_slots, slot_offset, MailboxHeader, MailboxSlot, MAILBOX_MAGIC, MAILBOX_SLOT_SIZE,
     SLOT_DONE_SEQ_OFFSET, SLOT_REQ_SEQ_OFFSET, SLOT_STATUS_OFFSET,
 };
 use std::cell::RefCell;
-use std::sync::atomic::{fence, Ordering};
 
 /// The ivshmem shared region (BAR2 in the guest), as bytes.
 pub trait SharedRegion {

@@ -5,6 +5,9 @@
 //! the reference gives. The driver runs the same probe against the
 //! hypervisor it boots on (debugfs `hyp_probe`), pKVM's EL2 included.
 
+// The driver's logic is not built under the loom model.
+#![cfg(not(loom))]
+
 mod common;
 
 use common::*;
