@@ -875,6 +875,9 @@ impl DeviceMmu {
             .rev()
             .find(|r| r.fd != usize::MAX && r.frames().contains(&gfn))?;
         let addr = region.start + ((gfn - region.gfn) as usize) * PAGE;
+        // A scratch page a device fault left would take the access (and
+        // count it as reaching the guest): the guest's page goes back first.
+        self.restore_now();
         let before = thread_faults();
         PROBING.with(|p| p.set(true));
         compiler_fence(Ordering::SeqCst);

@@ -155,6 +155,11 @@ fn write_counters(host: &Host, path: Option<&PathBuf>) {
 }
 
 fn run(o: Options) -> io::Result<()> {
+    // The devices' MMU protects guest RAM page by page, in 4 KiB granules.
+    // SAFETY: sysconf() has no memory-safety preconditions.
+    if unsafe { libc::sysconf(libc::_SC_PAGESIZE) } != 4096 {
+        return Err(io::Error::other("the host page size is not 4 KiB"));
+    }
     // Before any thread exists, so that every thread inherits the mask and
     // only the signal loop below sees these signals.
     let signals = signals::block()?;
