@@ -150,10 +150,11 @@ struct Snapshot {
     frames: Vec<(u64, u8)>,
 }
 
-/// A table entry as a permission: 0, 1 or 3; anything else is no access.
+/// A table entry as a permission: 1 read, 2 write (ABI 2.2), 3 both;
+/// anything else (reserved bits) is no access.
 fn entry_perm(e: u8) -> u8 {
     match e {
-        1 | 3 => e,
+        1..=3 => e,
         _ => 0,
     }
 }
@@ -583,7 +584,11 @@ impl Oracle {
                     why: Why::Revoked,
                 }
             }
-            1 if perm == 1 || direct == 1 => {
+            // Write-only (2): reads must be refused, but x86 page tables
+            // cannot refuse them while allowing writes (the mappings map a
+            // write-only page writable), so the host view's check is what
+            // refuses a device's read of it: nothing to attack here.
+            1 => {
                 *f |= CONFIRMED_READ;
                 Target {
                     gfn,

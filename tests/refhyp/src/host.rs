@@ -208,7 +208,9 @@ impl Host {
             .check_access(&self.ram, gfn << PAGE_SHIFT, PAGE_SIZE, access);
         g.adversary_drained(&self.ram);
         g.sync_view(false);
-        let need = if write { 3 } else { 1 };
+        // Bit 0 reads, bit 1 writes: a write-only page (ABI 2.2) takes
+        // writes.
+        let need = if write { 2 } else { 1 };
         let allowed = result.is_ok() && g.mmu.effective(gfn) & need == need;
         if allowed {
             if let Some(a) = &mut g.adversary {

@@ -637,3 +637,30 @@ fn measure_sync_latency() {
         h.stop();
     }
 }
+
+/// ABI 2.2: a write-only page (entry 2) takes device writes, and the
+/// adversary does not take it for revoked: its oracle reads entry 2 as a
+/// grant (before, it read it as no access and "reached" the page).
+#[test]
+fn a_write_only_page_is_written_and_not_a_false_alarm() {
+    const PERM_WRITE: u8 = 2;
+    let (h, mut g, mut d) = setup("writeonly", &["--adversarial", "--stale-tlb"], |g| {
+        g.share_range(DESC_GPA, 3 * 4096, PERM_RW);
+        g.share_range(HDR_GPA, 2 * 4096, PERM_RW);
+        g.share_range(DATA_GPA, 4096, PERM_WRITE);
+    });
+    assert_eq!(d.request(&g, T_IN, 0, 4096), (S_OK, 4097), "a device write");
+    assert_eq!(d.request(&g, T_OUT, 0, 4096), (S_IOERR, 1), "a device read");
+    // Narrowed from read-write to write-only, and SYNCed.
+    g.share_range(DATA_GPA, 4096, PERM_RW);
+    assert_eq!(d.request(&g, T_OUT, 0, 4096), (S_OK, 1));
+    g.share_range(DATA_GPA, 4096, PERM_WRITE);
+    assert_eq!(g.call(FUNC_SYNC, [0; 6]).0, ST_SUCCESS);
+    let c = h.stop();
+    assert_eq!(
+        c.get("device", "violations"),
+        1,
+        "the read of a write-only page"
+    );
+    assert_eq!(c.get("device", "adversarial_allowed"), 0, "{}", c.0);
+}
