@@ -795,18 +795,24 @@ impl DeviceMmu {
                 if want == have {
                     continue;
                 }
-                let reduction = have & !want != 0;
-                if reduction && (!may_revoke || self.stale_tlb) {
+                // Since ABI 2.2 a change can grant and reduce at once (read
+                // to write-only): the grant is mapped now, whatever happens
+                // to the reduction.
+                let mut target = want;
+                if have & !want != 0 && (!may_revoke || self.stale_tlb) {
                     self.hold_back(gfn);
-                    continue;
+                    if want & !have == 0 {
+                        continue;
+                    }
+                    target = have | want;
                 }
                 run = match run {
-                    Some((r, p)) if p == want && r.end == gfn => Some((r.start..gfn + 1, p)),
+                    Some((r, p)) if p == target && r.end == gfn => Some((r.start..gfn + 1, p)),
                     other => {
                         if let Some((r, p)) = other {
                             self.set(r, p);
                         }
-                        Some((gfn..gfn + 1, want))
+                        Some((gfn..gfn + 1, target))
                     }
                 };
             }
@@ -1103,6 +1109,25 @@ mod tests {
         mmu.sync(&mut hyp, true);
         assert_eq!(mmu.probe(20, false), Some(false));
         assert!(mmu.held_back().is_empty());
+    }
+
+    /// ABI 2.2: read-only to write-only is a reduction (read) and a grant
+    /// (write) at once; the grant may not wait for the reduction.
+    #[test]
+    fn a_grant_is_not_held_back_with_a_reduction() {
+        for (stale_tlb, may_revoke) in [(true, true), (false, false)] {
+            let (_file, _mem, mut mmu, mut hyp) = setup(stale_tlb);
+            direct(&mut hyp, 22, 1);
+            mmu.sync(&mut hyp, true);
+            assert_eq!(mmu.probe(22, true), Some(false));
+            direct(&mut hyp, 22, 2);
+            mmu.sync(&mut hyp, may_revoke);
+            assert_eq!(
+                mmu.probe(22, true),
+                Some(true),
+                "write-only after read-only (stale TLB {stale_tlb}): the write was held back"
+            );
+        }
     }
 }
 
