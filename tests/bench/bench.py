@@ -169,10 +169,6 @@ def build_tools(work):
     for name in ("fragment", "layout", "syscalls"):
         tools[name] = build_static(os.path.join(work, name),
                                    os.path.join(HERE, "guest", name + ".c"))
-    so = os.path.join(work, "libfio-compat.so")
-    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-o", so,
-                    os.path.join(HERE, "guest", "fio-compat.c")], check=True)
-    tools["shm"] = so
     src = os.path.join(kernel_source(), "tools/dma/dma_map_benchmark.c")
     hdr = os.path.join(kernel_source(), "include/uapi/linux/map_benchmark.h")
     tools["dmb"] = None
@@ -196,7 +192,6 @@ def build_initramfs(work, tools, conf_text):
         "/usr/local/bin/layout": tools["layout"],
         "/usr/local/bin/syscalls": tools["syscalls"],
         "/usr/local/bin/mark": os.path.join(HERE, "guest", "mark.sh"),
-        "/usr/local/lib/libfio-compat.so": tools["shm"],
     }
     if tools["dmb"]:
         files["/usr/local/bin/dma_map_benchmark"] = tools["dmb"]

@@ -473,7 +473,7 @@ def left_out(raw, res):
     out = []
     if res["missing_workloads"]:
         out.append("queue depth 16 (`qd16.fio`): the guest kernel has neither CONFIG_AIO "
-                   "nor CONFIG_IO_URING")
+                   "nor CONFIG_IO_URING (see `kernel/pviommu-guest.config`)")
     if "viommu-lazy" not in raw["configs"]:
         out.append("virtio-iommu lazy (`--config viommu-lazy` adds it: 5 more boots)")
     out.append("fio jobs run %g s each, one job size per point (4 KiB to 1 MiB sequential, "

@@ -56,7 +56,7 @@ echo "info pagetype_before $(grep 'type *Movable' /proc/pagetypeinfo | tr -s ' '
 # Debian's loader finds the multiarch directories through ld.so.cache,
 # which the initramfs has not.
 export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu/ceph
-export DISK RUNTIME LD_PRELOAD=/usr/local/lib/libfio-compat.so
+export DISK RUNTIME
 cd /tmp || exit 1
 # Which asynchronous engine the kernel allows (io_setup: libaio,
 # io_uring_setup: io_uring), without starting fio to find out.
@@ -79,7 +79,6 @@ fio --output-format=json --output=/tmp/fio.json $jobs >/tmp/fio.out 2>&1 || {
 	tail -20 /tmp/fio.out
 	rc=1
 }
-unset LD_PRELOAD
 echo "info pagetype_after $(grep 'type *Movable' /proc/pagetypeinfo | tr -s ' ')"
 
 bench=/sys/kernel/debug/pviommu/map_bench
