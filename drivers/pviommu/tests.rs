@@ -39,11 +39,11 @@ fn failures(case: &'static str, test: Case) -> u32 {
 mod abi {
     use crate::hyp_abi::call::{ABI_MAJOR, ABI_MINOR, ABI_VERSION};
 
-    /// The driver speaks ABI 2.1, encoded as `VERSION` returns it.
+    /// The driver speaks ABI 2.2, encoded as `VERSION` returns it.
     #[test]
-    fn abi_version_is_2_1() {
-        assert_eq!((ABI_MAJOR, ABI_MINOR), (2, 1));
-        assert_eq!(ABI_VERSION, 0x0002_0001);
+    fn abi_version_is_2_2() {
+        assert_eq!((ABI_MAJOR, ABI_MINOR), (2, 2));
+        assert_eq!(ABI_VERSION, 0x0002_0002);
         assert!(ABI_VERSION >> 16 == u32::from(ABI_MAJOR));
     }
 }
@@ -254,6 +254,17 @@ mod engine {
     }
 
     #[test]
+    fn sync_mode_counts_shared_pages() {
+        assert_eq!(
+            failures(
+                stringify!(sync_mode_counts_shared_pages),
+                selftest::sync_mode_counts_shared_pages
+            ),
+            0
+        );
+    }
+
+    #[test]
     fn every_case_is_run_here() {
         let here = [
             "map_is_exit_free",
@@ -275,6 +286,7 @@ mod engine {
             "coherent_mask_is_honoured",
             "thresholds_follow_direction",
             "from_device_is_write_only",
+            "sync_mode_counts_shared_pages",
         ];
         for (name, _) in selftest::CASES {
             assert!(here.contains(name));

@@ -165,6 +165,9 @@ pub struct Engine<'a, H: Hypercalls, C: Copier> {
     /// The pool is full or nearly so and may grow: the driver adds a
     /// chunk from process context ([`Engine::take_grow_request`]).
     grow_wanted: AtomicBool,
+    /// Sync mode: held from a page count's change to the hypercall that
+    /// makes the host's access follow it (see [`Engine::direct_locked`]).
+    direct_lock: AtomicBool,
 }
 
 impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
@@ -190,6 +193,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
             cleared: AtomicU64::new(0),
             covered: AtomicU64::new(0),
             grow_wanted: AtomicBool::new(false),
+            direct_lock: AtomicBool::new(false),
         }
     }
 
@@ -345,7 +349,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
                 let (gfn, nr) = frames(phys, size)?;
                 self.copier.prefault(phys, size);
                 match self.cfg.mode {
-                    Mode::Sync => self.share_direct(gfn, nr, self.perm(dir))?,
+                    Mode::Sync => self.share_counted(gfn, nr, self.perm(dir))?,
                     _ => self.share_table(gfn, nr, self.perm(dir))?,
                 }
                 Ok(phys)
@@ -391,7 +395,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         };
         match self.cfg.mode {
             Mode::Sync => {
-                if self.unshare_direct(gfn, nr).is_err() {
+                if self.unshare_counted(gfn, nr, self.perm(dir)).is_err() {
                     self.mark_broken(u64::from(nr));
                 }
             }
@@ -452,7 +456,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         }
         let (gfn, nr) = frames(phys, size)?;
         let r = match self.cfg.mode {
-            Mode::Sync => self.share_direct(gfn, nr, Perm::ReadWrite),
+            Mode::Sync => self.share_counted(gfn, nr, Perm::ReadWrite),
             _ => self.share_table(gfn, nr, Perm::ReadWrite),
         };
         match r {
@@ -469,7 +473,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         let (gfn, nr) = frames(phys, size)?;
         match self.cfg.mode {
             Mode::Sync => self
-                .unshare_direct(gfn, nr)
+                .unshare_counted(gfn, nr, Perm::ReadWrite)
                 .inspect_err(|_| self.mark_broken(u64::from(nr))),
             _ => {
                 let pending = self.unshare_table(gfn, nr, Perm::ReadWrite);
@@ -743,6 +747,100 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         )
     }
 
+    /// Sync mode's map: counts a live mapping of each page, then makes the
+    /// host's access to the pages whose union changed what it now is, with
+    /// direct calls. Two live buffers on one page share it once.
+    fn share_counted(&self, gfn: u64, nr: u32, perm: Perm) -> Result<(), DmaError> {
+        self.direct_locked(|| {
+            // Under the lock no other CPU changes an entry in sync mode.
+            let private = self.count_private(gfn, nr);
+            let (progress, result) = self.tracker.map_range(gfn, nr, perm);
+            let changed = progress.record();
+            let applied = match changed {
+                Some((g, n)) => self.apply_direct(g, n),
+                None => Ok(()),
+            };
+            if let Err(e) = result.map_err(DmaError::Abi).and(applied) {
+                // Undo: the caller gets no mapping.
+                let undo = self.unmap_pages(gfn, progress.done, perm);
+                if let Some((g, n)) = undo.record() {
+                    if self.apply_direct(g, n).is_err() {
+                        self.mark_broken(u64::from(n));
+                    }
+                }
+                return Err(e);
+            }
+            Stats::add(&self.stats.pages_shared, private);
+            Ok(())
+        })
+    }
+
+    /// Sync mode's unmap: drops a live mapping of each page (the one the
+    /// map granted, whatever `perm` says; see `unmap_page`), then revokes
+    /// what the union no longer grants, with direct calls.
+    fn unshare_counted(&self, gfn: u64, nr: u32, perm: Perm) -> Result<(), DmaError> {
+        self.direct_locked(|| {
+            let private = self.count_private(gfn, nr);
+            let result = match self.unmap_pages(gfn, nr, perm).record() {
+                Some((g, n)) => self.apply_direct(g, n),
+                None => Ok(()),
+            };
+            let revoked = self.count_private(gfn, nr).saturating_sub(private);
+            Stats::add(&self.stats.pages_unshared, revoked);
+            result
+        })
+    }
+
+    /// Frames of `[gfn, gfn + nr)` whose entry is none.
+    fn count_private(&self, gfn: u64, nr: u32) -> u64 {
+        (gfn..gfn + u64::from(nr))
+            .filter(|&g| self.tracker.entry(g) == Some(Perm::None))
+            .count() as u64
+    }
+
+    /// Makes the host's access to frames `[gfn, gfn + nr)` what their
+    /// entries in the tracker say: one `SHARE` with the entry's
+    /// permission, or one `UNSHARE`, per run of equal entries.
+    fn apply_direct(&self, gfn: u64, nr: u32) -> Result<(), DmaError> {
+        let end = gfn + u64::from(nr);
+        let mut start = gfn;
+        while start < end {
+            let perm = self.tracker.entry(start).unwrap_or(Perm::None);
+            let mut stop = start + 1;
+            while stop < end && self.tracker.entry(stop) == Some(perm) {
+                stop += 1;
+            }
+            // At most `nr` frames: fits.
+            let n = (stop - start) as u32;
+            match perm {
+                Perm::None => self.unshare_direct(start, n)?,
+                p => self.share_direct(start, n, p)?,
+            }
+            start = stop;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` under the sync-mode lock. A page's count changes and the
+    /// calls that follow it must reach the hypervisor in the same order on
+    /// every CPU: otherwise a `SHARE` computed before another CPU's last
+    /// unmap could land after that unmap's `UNSHARE` returned, and the
+    /// host would reach memory the guest reuses. One lock serialises sync
+    /// mode's calls (it is the hypercall-per-buffer baseline); the callers
+    /// have interrupts off, so it is never taken twice on one CPU.
+    fn direct_locked<R>(&self, f: impl FnOnce() -> R) -> R {
+        while self
+            .direct_lock
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.hyp.relax();
+        }
+        let r = f();
+        self.direct_lock.store(false, Ordering::Release);
+        r
+    }
+
     /// `UNSHARE` for a range, following partial progress.
     fn unshare_direct(&self, gfn: u64, nr: u32) -> Result<(), DmaError> {
         self.direct(Func::Unshare, gfn, nr, 0, &self.stats.hcall_unshare)
@@ -773,12 +871,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
             }
             done += step;
         }
-        // `APPLY` carries what the table already counted.
-        match func {
-            Func::Share => Stats::add(&self.stats.pages_shared, total),
-            Func::Unshare => Stats::add(&self.stats.pages_unshared, total),
-            _ => {}
-        }
+        // The callers count pages: a narrowing SHARE shares nothing new.
         Ok(())
     }
 

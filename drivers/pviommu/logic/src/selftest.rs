@@ -169,6 +169,16 @@ impl Hypercalls for MockHyp<'_> {
             },
             Func::Share | Func::Unshare => {
                 let done = core::cmp::min(args[1], self.direct_step.load(Ordering::Relaxed));
+                let perm = if func == Func::Share {
+                    args[2] as u8
+                } else {
+                    0
+                };
+                for g in args[0]..args[0].saturating_add(done) {
+                    if let Some(v) = self.view.get(g as usize) {
+                        v.store(perm, Ordering::Relaxed);
+                    }
+                }
                 ok([done, 0, 0])
             }
             Func::Apply => {
@@ -959,6 +969,28 @@ pub fn from_device_is_write_only(c: &dyn Check) {
     });
 }
 
+/// In sync mode two live buffers on one page share it once: the first
+/// unmap leaves the page shared for the second, the last one revokes it,
+/// and the host's access is the union of the live mappings.
+pub fn sync_mode_counts_shared_pages(c: &dyn Check) {
+    Fixture::new().with(Mode::Sync, |e, hyp, _, _| {
+        let p = PAGE_SIZE;
+        let a = e.map(4 * p, p, Dir::ToDevice, true);
+        let b = e.map(4 * p, 2 * p, Dir::Bidirectional, true);
+        c.check(a.is_ok() && b.is_ok(), "both mapped in place");
+        let mut batch = Batch::default();
+        e.unmap(a.unwrap_or(0), p, Dir::ToDevice, true, &mut batch);
+        c.check(
+            hyp.host_reaches(4, 1),
+            "the first unmap leaves the page to the second buffer",
+        );
+        e.unmap(b.unwrap_or(0), 2 * p, Dir::Bidirectional, true, &mut batch);
+        c.check(e.finish(batch).is_ok(), "unmapped");
+        c.check(!hyp.host_reaches(4, 2), "the last unmap revokes both pages");
+        c.check(!e.is_broken(), "no error");
+    });
+}
+
 /// A full ring forces a `SYNC` and the mapping still succeeds.
 pub fn full_ring_forces_a_sync(c: &dyn Check) {
     Fixture::new().with(Mode::Share, |e, hyp, _, _| {
@@ -1218,4 +1250,8 @@ pub const CASES: &[(&str, Case)] = &[
     ("coherent_mask_is_honoured", coherent_mask_is_honoured),
     ("thresholds_follow_direction", thresholds_follow_direction),
     ("from_device_is_write_only", from_device_is_write_only),
+    (
+        "sync_mode_counts_shared_pages",
+        sync_mode_counts_shared_pages,
+    ),
 ];

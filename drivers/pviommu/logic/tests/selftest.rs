@@ -50,4 +50,5 @@ cases!(
     coherent_mask_is_honoured,
     thresholds_follow_direction,
     from_device_is_write_only,
+    sync_mode_counts_shared_pages,
 );
