@@ -48,6 +48,10 @@ pub struct Options {
     pub enforce: bool,
     /// Keep the RAM file on exit (by default it is deleted).
     pub keep_ram_file: bool,
+    /// Raise the guest's vector after serving the mailbox. Off by default:
+    /// the guest polls `done_seq` and never enables the vector, so the
+    /// interrupt only cost an eventfd write and a wake-up of QEMU per call.
+    pub completion_irq: bool,
 }
 
 pub const USAGE: &str = "\
@@ -61,7 +65,7 @@ usage: pviommu-refhyp --ram-file PATH --ram-size SIZE --ivshmem-socket PATH
                       [--busy-syncs N] [--busy-unshares N] [--lie-syncs N]
                       [--partial-unshare PAGES] [--drain-delay-ms N]
                       [--copy-delay-ms N]
-                      [--counters PATH] [--no-enforce] [--keep-ram-file]
+                      [--counters PATH] [--no-enforce] [--keep-ram-file] [--completion-irq]
 SIZE takes a K, M or G suffix (powers of 1024).
 Prints READY on stdout once QEMU may start. SIGUSR1 writes the counters,
 SIGTERM and SIGINT write them and exit.";
@@ -116,6 +120,7 @@ impl Options {
             counters: None,
             enforce: true,
             keep_ram_file: false,
+            completion_irq: false,
         };
         let mut it = args.into_iter();
         while let Some(opt) = it.next() {
@@ -125,6 +130,7 @@ impl Options {
                 "--stale-tlb" => o.stale_tlb = true,
                 "--no-enforce" => o.enforce = false,
                 "--keep-ram-file" => o.keep_ram_file = true,
+                "--completion-irq" => o.completion_irq = true,
                 "-h" | "--help" => return Err(USAGE.to_string()),
                 _ => {
                     let val = it

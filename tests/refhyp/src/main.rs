@@ -46,17 +46,19 @@ use crate::host::Host;
 use crate::ivshmem_server::{IvshmemServer, HYP_PEER_ID};
 use crate::shared_region::ShmRegion;
 
-/// The vector the hypervisor raises after serving the mailbox.
+/// The vector the hypervisor raises after serving the mailbox, with
+/// `--completion-irq`.
 const COMPLETION_VECTOR: usize = 0;
 
 fn start_ivshmem(host: Arc<Host>, o: &Options) -> io::Result<()> {
     mailbox::init_region_header(host.shm(), HYP_PEER_ID, COMPLETION_VECTOR as u16)?;
     let mut server = IvshmemServer::bind(&o.ivshmem_socket, host.shm().fd(), o.ivshmem_vectors)?;
+    let completion_irq = o.completion_irq;
     thread::Builder::new()
         .name("ivshmem".into())
         .spawn(move || {
             let result = server.run(|server, _vector| {
-                if host.on_doorbell() > 0 {
+                if host.on_doorbell() > 0 && completion_irq {
                     server.notify(COMPLETION_VECTOR);
                 }
             });

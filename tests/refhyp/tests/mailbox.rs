@@ -24,7 +24,7 @@ impl XorShift {
 
 #[test]
 fn version_init_and_completion_interrupt() {
-    let h = Refhyp::start("version", &[]);
+    let h = Refhyp::start("version", &["--completion-irq"]);
     let mut g = Guest::connect(&h);
     let (st, ret) = g.call(FUNC_VERSION, [0; 6]);
     assert_eq!(
@@ -55,6 +55,20 @@ fn version_init_and_completion_interrupt() {
     assert_eq!(c.get("hyp", "exits_hypercall"), 3);
     assert_eq!(c.get("device", "doorbells"), 3);
     assert_eq!(c.get("device", "mailbox_calls"), 3);
+}
+
+#[test]
+fn no_completion_interrupt_by_default() {
+    let h = Refhyp::start("noirq", &[]);
+    let mut g = Guest::connect(&h);
+    let (st, _) = g.call(FUNC_VERSION, [0; 6]);
+    assert_eq!(st, ST_SUCCESS);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        g.irq.read().is_err(),
+        "the guest polls: no interrupt is raised for it"
+    );
+    h.stop();
 }
 
 #[test]
