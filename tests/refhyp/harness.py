@@ -54,7 +54,8 @@ on both the guest's TAP and the hypervisor's counters:
 - ``devices-plain``: those backends with plain virtio (the negative
   control, as ``plain``): passes only if every class reports violations;
 - ``devices-console``: the same plus the console, an enforcing
-  vhost-user backend too, behind QEMU's generic
+  vhost-user backend too (``-bounce``, ``-sync``: in those modes), behind
+  QEMU's generic
   ``vhost-user-test-device-pci`` (virtio id 3). QEMU 7.2 has no
   vhost-user console and 10.0 does not let users create the generic
   device, so this scenario alone runs Debian trixie-backports' QEMU,
@@ -163,8 +164,12 @@ SCENARIOS = {
         # iommu_platform, no mailbox); every class must report violations.
         Scenario("devices-plain", iommu=False, expect="violations", scripts="guest-devices",
                  devices=DEVICES, cmdline="pviommu.required=0"),
-        # The console too, on trixie's QEMU (not run by default).
+        # The console too, on trixie's QEMU, in every mode.
         Scenario("devices-console", mode="share", scripts="guest-devices",
+                 devices=DEVICES + ("console",), qemu="trixie"),
+        Scenario("devices-console-bounce", mode="bounce", scripts="guest-devices",
+                 devices=DEVICES + ("console",), qemu="trixie"),
+        Scenario("devices-console-sync", mode="sync", scripts="guest-devices",
                  devices=DEVICES + ("console",), qemu="trixie"),
         # required=0: the driver then leaves virtio alone instead of
         # refusing it, as a kernel without the pviommu would.
