@@ -12,15 +12,14 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
-use vhost_user_backend::{VhostUserBackend, VringMutex};
+use vhost_user_backend::VringMutex;
 use virtio_bindings::virtio_blk::*;
 use virtio_queue::desc::split::Descriptor;
 use vm_memory::{Bytes, GuestAddress};
-use vmm_sys_util::epoll::EventSet;
 
 use crate::checked_memory::CheckedMemory;
 use crate::counters::DeviceCounters;
-use crate::device::{self, Chain, Completion, DeviceCore, Gm};
+use crate::device::{self, Chain, Completion, Device, DeviceCore, Gm};
 use crate::host::Host;
 
 const SECTOR_SHIFT: u32 = 9;
@@ -31,27 +30,24 @@ pub const SEG_MAX: u32 = 254;
 pub const SIZE_MAX: u32 = 1 << 20;
 /// A chain longer than header + `SEG_MAX` + status is malformed.
 const MAX_DESCS: usize = SEG_MAX as usize + 2;
-const QUEUE_SIZE_MAX: usize = 1024;
 /// Size of `struct virtio_blk_outhdr`: type, reserved, sector.
 const OUTHDR_SIZE: u32 = 16;
 /// The serial `VIRTIO_BLK_T_GET_ID` returns.
 const DEVICE_ID: &[u8] = b"pviommu-refhyp";
 
-pub struct BlkBackend {
+pub struct BlkDevice {
     core: DeviceCore,
     disk: File,
     capacity_sectors: u64,
-    queues: usize,
 }
 
-impl BlkBackend {
-    pub fn new(host: Arc<Host>, disk: File, queues: u16) -> io::Result<BlkBackend> {
+impl BlkDevice {
+    pub fn new(host: Arc<Host>, disk: File, queues: u16) -> io::Result<BlkDevice> {
         let len = disk.metadata()?.len();
-        Ok(BlkBackend {
+        Ok(BlkDevice {
             core: DeviceCore::new(host, "blk", false, queues.into()),
             disk,
             capacity_sectors: len >> SECTOR_SHIFT,
-            queues: queues.into(),
         })
     }
 
@@ -67,7 +63,7 @@ impl BlkBackend {
         c[8..12].copy_from_slice(&SIZE_MAX.to_le_bytes());
         c[12..16].copy_from_slice(&SEG_MAX.to_le_bytes());
         c[20..24].copy_from_slice(&(SECTOR_SIZE as u32).to_le_bytes());
-        c[34..36].copy_from_slice(&(self.queues as u16).to_le_bytes());
+        c[34..36].copy_from_slice(&(self.core.num_queues() as u16).to_le_bytes());
         c
     }
 
@@ -222,79 +218,39 @@ impl BlkBackend {
         let n = DEVICE_ID.len().min(d.len() as usize);
         mem.write_slice(&DEVICE_ID[..n], d.addr()).is_ok()
     }
-
-    fn process_queue(&self, index: usize, vring: &VringMutex<Gm>) {
-        self.core.serve_queue(
-            index,
-            vring,
-            &mut (),
-            |_| true,
-            |_, chain, mem| {
-                self.count(|c| c.requests += 1);
-                self.process(chain, mem)
-            },
-        );
-    }
 }
 
-impl VhostUserBackend for BlkBackend {
-    type Bitmap = ();
-    type Vring = VringMutex<Gm>;
+impl Device for BlkDevice {
+    const MAX_QUEUE_SIZE: usize = 1024;
 
-    fn num_queues(&self) -> usize {
-        self.queues
+    fn core(&self) -> &DeviceCore {
+        &self.core
     }
 
-    fn max_queue_size(&self) -> usize {
-        QUEUE_SIZE_MAX
-    }
-
-    fn features(&self) -> u64 {
+    fn extra_features(&self) -> u64 {
         // INDIRECT_DESC (a base feature) matters here: Linux sends up to
         // `seg_max` segments in one request, more than QEMU's default
         // 128-entry queue holds without indirect tables (virtqueue_add()
         // warns and the request hangs).
-        device::BASE_FEATURES
-            | (1 << VIRTIO_BLK_F_SIZE_MAX)
+        (1 << VIRTIO_BLK_F_SIZE_MAX)
             | (1 << VIRTIO_BLK_F_SEG_MAX)
             | (1 << VIRTIO_BLK_F_BLK_SIZE)
             | (1 << VIRTIO_BLK_F_FLUSH)
             | (1 << VIRTIO_BLK_F_MQ)
     }
 
-    fn protocol_features(&self) -> VhostUserProtocolFeatures {
-        device::base_protocol_features()
-            | VhostUserProtocolFeatures::CONFIG
-            | VhostUserProtocolFeatures::MQ
+    fn extra_protocol_features(&self) -> VhostUserProtocolFeatures {
+        VhostUserProtocolFeatures::CONFIG | VhostUserProtocolFeatures::MQ
     }
-
-    fn set_event_idx(&self, _enabled: bool) {}
 
     fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
         device::config_slice(&self.config_space(), offset, size)
     }
 
-    fn update_memory(&self, mem: Gm) -> io::Result<()> {
-        self.core.update_memory(mem);
-        Ok(())
-    }
-
-    fn handle_event(
-        &self,
-        device_event: u16,
-        evset: EventSet,
-        vrings: &[VringMutex<Gm>],
-        _thread_id: usize,
-    ) -> io::Result<()> {
-        if evset != EventSet::IN {
-            return Ok(());
-        }
-        let Some(vring) = vrings.get(usize::from(device_event)) else {
-            return Ok(());
-        };
-        // A kick is an exit: drain the ring before looking at the queue.
-        self.core.kick();
-        self.process_queue(usize::from(device_event), vring);
-        Ok(())
+    fn serve(&self, index: usize, vrings: &[VringMutex<Gm>]) {
+        self.core.serve_requests(vrings, index, |chain, mem| {
+            self.count(|c| c.requests += 1);
+            self.process(chain, mem)
+        });
     }
 }

@@ -8,18 +8,16 @@
 //! input); its kicks are exits all the same.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
-use vhost_user_backend::{VhostUserBackend, VringMutex};
-use vmm_sys_util::epoll::EventSet;
+use vhost_user_backend::VringMutex;
 
 use crate::checked_memory::CheckedMemory;
-use crate::device::{self, Chain, Completion, DeviceCore, Gm, FNV_INIT};
+use crate::device::{self, Chain, Completion, Device, DeviceCore, Gm, FNV_INIT};
 use crate::host::Host;
 
-const QUEUE_SIZE_MAX: usize = 256;
 const TRANSMITQ: usize = 1;
 /// Most bytes one transmit buffer may carry.
 const MAX_REQUEST: usize = 64 << 10;
@@ -29,14 +27,14 @@ struct Output {
     checksum: u32,
 }
 
-pub struct ConsoleBackend {
+pub struct ConsoleDevice {
     core: DeviceCore,
     out: Mutex<Output>,
 }
 
-impl ConsoleBackend {
-    pub fn new(host: Arc<Host>, out: File) -> ConsoleBackend {
-        ConsoleBackend {
+impl ConsoleDevice {
+    pub fn new(host: Arc<Host>, out: File) -> ConsoleDevice {
+        ConsoleDevice {
             core: DeviceCore::new(host, "console", true, 2).declare(&["checksum"]),
             out: Mutex::new(Output {
                 file: out,
@@ -78,60 +76,27 @@ impl ConsoleBackend {
     }
 }
 
-impl VhostUserBackend for ConsoleBackend {
-    type Bitmap = ();
-    type Vring = VringMutex<Gm>;
-
-    fn num_queues(&self) -> usize {
-        2
+impl Device for ConsoleDevice {
+    fn core(&self) -> &DeviceCore {
+        &self.core
     }
 
-    fn max_queue_size(&self) -> usize {
-        QUEUE_SIZE_MAX
-    }
-
-    fn features(&self) -> u64 {
-        device::BASE_FEATURES
-    }
-
-    fn protocol_features(&self) -> VhostUserProtocolFeatures {
+    fn extra_protocol_features(&self) -> VhostUserProtocolFeatures {
         // CONFIG: QEMU's generic vhost-user device reads the config space
         // from the backend (all zero: no size, no ports, no emergency write).
-        device::base_protocol_features() | VhostUserProtocolFeatures::CONFIG
+        VhostUserProtocolFeatures::CONFIG
     }
 
     fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
         device::config_slice(&[0u8; 12], offset, size)
     }
 
-    fn set_event_idx(&self, _enabled: bool) {}
-
-    fn update_memory(&self, mem: Gm) -> io::Result<()> {
-        self.core.update_memory(mem);
-        Ok(())
-    }
-
-    fn handle_event(
-        &self,
-        device_event: u16,
-        _evset: EventSet,
-        vrings: &[VringMutex<Gm>],
-        _thread_id: usize,
-    ) -> io::Result<()> {
-        let index = usize::from(device_event);
-        let Some(vring) = vrings.get(index) else {
-            return Ok(());
-        };
-        self.core.kick();
+    /// The receive queue's buffers are never filled: its kick is an exit
+    /// and nothing more.
+    fn serve(&self, index: usize, vrings: &[VringMutex<Gm>]) {
         if index == TRANSMITQ {
-            self.core.serve_queue(
-                index,
-                vring,
-                &mut (),
-                |_| true,
-                |_, c, m| self.transmit(c, m),
-            );
+            self.core
+                .serve_requests(vrings, index, |c, m| self.transmit(c, m));
         }
-        Ok(())
     }
 }

@@ -2,7 +2,8 @@
 //! What every enforcing vhost-user backend shares: the guest memory QEMU
 //! announced, the walk of a queue through `CheckedMemory`, the feature
 //! bits QEMU's `iommu_platform=on` needs, the config space and the
-//! counters.
+//! counters; and `Backend`, the one `VhostUserBackend` of them all, which
+//! leaves to each `Device` only what is its own.
 //!
 //! `vhost-user-backend`'s `VringState` keeps a raw `GuestMemoryAtomic` and
 //! uses it in its own `add_used()`, `enable_notification()` and
@@ -12,14 +13,17 @@
 //! (EVENT_IDX) is not offered: its fields live in the rings, and
 //! `VringState`'s helpers for them would reach them unchecked.
 
+use std::io;
+use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
-use vhost_user_backend::{VringMutex, VringT};
+use vhost_user_backend::{VhostUserBackend, VringMutex, VringT};
 use virtio_bindings::virtio_config::{VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1};
 use virtio_bindings::virtio_ring::VIRTIO_RING_F_INDIRECT_DESC;
 use virtio_queue::{DescriptorChain, Queue, QueueT};
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+use vmm_sys_util::epoll::EventSet;
 
 use crate::checked_memory::CheckedMemory;
 use crate::counters::ClassCounters;
@@ -83,6 +87,7 @@ pub struct DeviceCore {
     /// which keeps its own counters).
     name: &'static str,
     class: Option<&'static str>,
+    queues: usize,
     mem: Mutex<Option<Gm>>,
     /// Ring addresses last logged per queue, to log each layout once.
     layouts: Mutex<Vec<Option<[u64; 4]>>>,
@@ -98,9 +103,15 @@ impl DeviceCore {
             host,
             name,
             class: class.then_some(name),
+            queues,
             mem: Mutex::new(None),
             layouts: Mutex::new(vec![None; queues]),
         }
+    }
+
+    /// How many queues the device has.
+    pub fn num_queues(&self) -> usize {
+        self.queues
     }
 
     /// Lists the class's own counters from the start, at zero.
@@ -179,20 +190,24 @@ impl DeviceCore {
         }
     }
 
-    /// Serves queue `index`: while `want(state)`, pops a chain, hands it
-    /// to `process` and puts it on the used ring as `process` says; then
-    /// signals the guest once. Returns the number of chains completed.
+    /// Serves queue `index` of `vrings`: while `want(state)`, pops a
+    /// chain, hands it to `process` and puts it on the used ring as
+    /// `process` says; then signals the guest once. Returns the number of
+    /// chains completed.
     ///
     /// A queue that is not ready (not yet set up, or stopped by
     /// `GET_VRING_BASE` before the guest frees its rings) is not touched.
     pub fn serve_queue<S>(
         &self,
+        vrings: &[VringMutex<Gm>],
         index: usize,
-        vring: &VringMutex<Gm>,
         state: &mut S,
         mut want: impl FnMut(&S) -> bool,
         mut process: impl FnMut(&mut S, Chain<'_>, &CheckedMemory) -> Completion,
     ) -> usize {
+        let Some(vring) = vrings.get(index) else {
+            return 0;
+        };
         let Some(gm) = self.mem.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
             return 0;
         };
@@ -230,6 +245,128 @@ impl DeviceCore {
             }
         }
         completed
+    }
+
+    /// `serve_queue` for a queue whose requests stand alone: every chain
+    /// is served, with no state between them.
+    pub fn serve_requests(
+        &self,
+        vrings: &[VringMutex<Gm>],
+        index: usize,
+        mut process: impl FnMut(Chain<'_>, &CheckedMemory) -> Completion,
+    ) -> usize {
+        self.serve_queue(vrings, index, &mut (), |_| true, |_, c, m| process(c, m))
+    }
+}
+
+/// What a vhost-user device is beyond what `Backend` does for all of
+/// them: its queues' service, its own features and config space, and any
+/// event sources of its own.
+pub trait Device: Send + Sync {
+    /// Largest queue the device takes.
+    const MAX_QUEUE_SIZE: usize = 256;
+
+    /// What the device shares with the others: its queue count, guest
+    /// memory and counters.
+    fn core(&self) -> &DeviceCore;
+
+    /// Device feature bits offered beside `BASE_FEATURES`.
+    fn extra_features(&self) -> u64 {
+        0
+    }
+
+    /// Protocol features offered beside `base_protocol_features()`.
+    fn extra_protocol_features(&self) -> VhostUserProtocolFeatures {
+        VhostUserProtocolFeatures::empty()
+    }
+
+    /// `GET_CONFIG`: `size` bytes of the config space from `offset`.
+    fn get_config(&self, _offset: u32, _size: u32) -> Vec<u8> {
+        Vec::new()
+    }
+
+    /// The frontend reset the device.
+    fn reset_device(&self) {}
+
+    /// Queue `index` was kicked; the exit (the drain) is done. Serves
+    /// what the kick concerns, with `DeviceCore::serve_queue`.
+    fn serve(&self, index: usize, vrings: &[VringMutex<Gm>]);
+
+    /// The device's own event sources beside its queues, as `(fd, event)`,
+    /// served on its queues' thread. Each `event` must be above
+    /// `num_queues()`, which the framework takes for its exit event.
+    fn events(&self) -> Vec<(RawFd, u16)> {
+        Vec::new()
+    }
+
+    /// One of `events()` fired. It is no exit: nothing was drained.
+    fn event(&self, _event: u16, _vrings: &[VringMutex<Gm>]) {}
+}
+
+/// A `Device` as a vhost-user backend, enforcing the host view: the
+/// memory tables are registered with the devices' MMU, a queue kick is
+/// an exit, and every queue is served through `CheckedMemory`.
+pub struct Backend<D>(D);
+
+impl<D: Device> Backend<D> {
+    pub fn new(device: D) -> Backend<D> {
+        Backend(device)
+    }
+}
+
+impl<D: Device> VhostUserBackend for Backend<D> {
+    type Bitmap = ();
+    type Vring = VringMutex<Gm>;
+
+    fn num_queues(&self) -> usize {
+        self.0.core().num_queues()
+    }
+
+    fn max_queue_size(&self) -> usize {
+        D::MAX_QUEUE_SIZE
+    }
+
+    fn features(&self) -> u64 {
+        BASE_FEATURES | self.0.extra_features()
+    }
+
+    fn protocol_features(&self) -> VhostUserProtocolFeatures {
+        base_protocol_features() | self.0.extra_protocol_features()
+    }
+
+    fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
+        self.0.get_config(offset, size)
+    }
+
+    /// EVENT_IDX is never offered (see above).
+    fn set_event_idx(&self, _enabled: bool) {}
+
+    fn update_memory(&self, mem: Gm) -> io::Result<()> {
+        self.0.core().update_memory(mem);
+        Ok(())
+    }
+
+    fn reset_device(&self) {
+        self.0.reset_device();
+    }
+
+    fn handle_event(
+        &self,
+        device_event: u16,
+        evset: EventSet,
+        vrings: &[VringMutex<Gm>],
+        _thread_id: usize,
+    ) -> io::Result<()> {
+        let index = usize::from(device_event);
+        if index >= vrings.len() {
+            // Not a queue: one of the device's own `events()`.
+            self.0.event(device_event, vrings);
+        } else if evset == EventSet::IN {
+            // A kick is an exit: drain the ring before looking at the queue.
+            self.0.core().kick();
+            self.0.serve(index, vrings);
+        }
+        Ok(())
     }
 }
 

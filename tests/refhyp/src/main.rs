@@ -35,11 +35,12 @@ use std::sync::Arc;
 use std::thread;
 
 use vhost::vhost_user::Listener;
-use vhost_user_backend::{VhostUserBackend, VhostUserDaemon};
+use vhost_user_backend::VhostUserDaemon;
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 
 use crate::cli::Options;
+use crate::device::{Backend, Device};
 use crate::faults::FaultPlan;
 use crate::guest_ram::RamFile;
 use crate::host::Host;
@@ -69,26 +70,26 @@ fn start_ivshmem(host: Arc<Host>, o: &Options) -> io::Result<()> {
     Ok(())
 }
 
-/// Serves `backend` on `socket` from a thread of its own, one frontend
-/// at a time (a new one may come after a disconnect). `setup` sees the
-/// daemon before it serves, to register extra event sources.
-fn start_backend<B>(
+/// Serves `device` on `socket` from a thread of its own, one frontend
+/// at a time (a new one may come after a disconnect).
+fn start_backend(
     name: &'static str,
-    backend: Arc<B>,
+    device: impl Device + 'static,
     socket: &Path,
-    setup: impl FnOnce(&VhostUserDaemon<Arc<B>>) -> io::Result<()>,
-) -> io::Result<()>
-where
-    B: VhostUserBackend<Bitmap = ()> + Send + Sync + 'static,
-    B::Vring: Clone + Send + Sync + 'static,
-{
+) -> io::Result<()> {
+    let events = device.events();
     let mut daemon = VhostUserDaemon::new(
         name.into(),
-        backend,
+        Arc::new(Backend::new(device)),
         GuestMemoryAtomic::new(GuestMemoryMmap::new()),
     )
     .map_err(|e| io::Error::other(format!("{name} daemon: {e}")))?;
-    setup(&daemon)?;
+    // The device's own event sources, on the thread of its queues.
+    for h in daemon.get_epoll_handlers() {
+        for &(fd, event) in &events {
+            h.register_listener(fd, EventSet::IN, u64::from(event))?;
+        }
+    }
     let mut listener = Listener::new(socket, true).map_err(io::Error::other)?;
     thread::Builder::new()
         .name(name.into())
@@ -105,45 +106,29 @@ where
     Ok(())
 }
 
-fn no_setup<B: VhostUserBackend>(_: &VhostUserDaemon<Arc<B>>) -> io::Result<()> {
-    Ok(())
-}
-
 fn start_devices(host: &Arc<Host>, o: &Options) -> io::Result<()> {
     if let (Some(sock), Some(img)) = (&o.blk_socket, &o.blk_image) {
         let disk = OpenOptions::new().read(true).write(true).open(img)?;
-        let backend = Arc::new(blk::BlkBackend::new(host.clone(), disk, o.blk_queues)?);
-        start_backend("vhost-user-blk", backend, sock, no_setup)?;
+        let device = blk::BlkDevice::new(host.clone(), disk, o.blk_queues)?;
+        start_backend("vhost-user-blk", device, sock)?;
     }
     if let Some(sock) = &o.net_socket {
-        let backend = Arc::new(net::NetBackend::new(host.clone())?);
-        let timer = backend.timer_fd();
+        let device = net::NetDevice::new(host.clone())?;
         // QEMU's virtio-net talks to the daemon through the shim.
-        let inner = vu_shim::backend_path(sock);
-        start_backend("vhost-user-net", backend, &inner, |daemon| {
-            // The peer's timer: the same thread as the queues, so the
-            // peer never runs concurrently with itself.
-            for h in daemon.get_epoll_handlers() {
-                h.register_listener(timer, EventSet::IN, net::TIMER_EVENT)?;
-            }
-            Ok(())
-        })?;
+        start_backend("vhost-user-net", device, &vu_shim::backend_path(sock))?;
         vu_shim::start(sock, "vhost-user-net")?;
     }
     if let Some(sock) = &o.vsock_socket {
-        let backend = Arc::new(vsock::VsockBackend::new(host.clone(), o.vsock_cid));
-        start_backend("vhost-user-vsock", backend, sock, no_setup)?;
+        let device = vsock::VsockDevice::new(host.clone(), o.vsock_cid);
+        start_backend("vhost-user-vsock", device, sock)?;
     }
     if let Some(sock) = &o.rng_socket {
-        let backend = Arc::new(rng::RngBackend::new(host.clone())?);
-        start_backend("vhost-user-rng", backend, sock, no_setup)?;
+        let device = rng::RngDevice::new(host.clone())?;
+        start_backend("vhost-user-rng", device, sock)?;
     }
     if let (Some(sock), Some(out)) = (&o.console_socket, &o.console_out) {
-        let backend = Arc::new(console::ConsoleBackend::new(
-            host.clone(),
-            File::create(out)?,
-        ));
-        start_backend("vhost-user-console", backend, sock, no_setup)?;
+        let device = console::ConsoleDevice::new(host.clone(), File::create(out)?);
+        start_backend("vhost-user-console", device, sock)?;
     }
     Ok(())
 }

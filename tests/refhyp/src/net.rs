@@ -23,40 +23,37 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use vhost::vhost_user::message::VhostUserProtocolFeatures;
-use vhost_user_backend::{VhostUserBackend, VringMutex};
-use vmm_sys_util::epoll::EventSet;
+use vhost_user_backend::VringMutex;
 use vmm_sys_util::timerfd::TimerFd;
 
 use crate::checked_memory::CheckedMemory;
-use crate::device::{self, Chain, Completion, DeviceCore, Gm};
+use crate::device::{Chain, Completion, Device, DeviceCore, Gm};
 use crate::host::Host;
 
 use peer::{Peer, MAX_FRAME};
 
-const QUEUE_SIZE_MAX: usize = 256;
 const RXQ: usize = 0;
 const TXQ: usize = 1;
 const NUM_QUEUES: usize = 2;
 /// The epoll event of the peer's timer (0..=NUM_QUEUES are taken).
-pub const TIMER_EVENT: u64 = NUM_QUEUES as u64 + 1;
+const TIMER_EVENT: u16 = NUM_QUEUES as u16 + 1;
 const TICK: Duration = Duration::from_millis(10);
 /// `struct virtio_net_hdr_v1`: what VERSION_1 puts before every frame.
 const NET_HDR_SIZE: usize = 12;
 
-pub struct NetBackend {
+pub struct NetDevice {
     core: DeviceCore,
     peer: Mutex<Peer>,
     timer: Mutex<TimerFd>,
     timer_fd: RawFd,
 }
 
-impl NetBackend {
-    pub fn new(host: Arc<Host>) -> io::Result<NetBackend> {
+impl NetDevice {
+    pub fn new(host: Arc<Host>) -> io::Result<NetDevice> {
         let mut timer = TimerFd::new()?;
         timer.reset(TICK, Some(TICK))?;
         let timer_fd = timer.as_raw_fd();
-        Ok(NetBackend {
+        Ok(NetDevice {
             core: DeviceCore::new(host, "net", true, NUM_QUEUES).declare(&[
                 "udp_echoed",
                 "tcp_connections",
@@ -67,12 +64,6 @@ impl NetBackend {
             timer: Mutex::new(timer),
             timer_fd,
         })
-    }
-
-    /// The descriptor to register with the backend's epoll loop as
-    /// `TIMER_EVENT`.
-    pub fn timer_fd(&self) -> RawFd {
-        self.timer_fd
     }
 
     /// One frame from the guest, to the peer.
@@ -131,22 +122,18 @@ impl NetBackend {
     /// The guest's frames to the peer, the peer's run, its frames back.
     fn pump(&self, vrings: &[VringMutex<Gm>]) {
         let mut peer = self.peer.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = vrings.get(TXQ) {
-            self.core.serve_queue(
-                TXQ,
-                tx,
-                &mut *peer,
-                |_| true,
-                |p, c, m| self.transmit(p, c, m),
-            );
-        }
+        self.core.serve_queue(
+            vrings,
+            TXQ,
+            &mut *peer,
+            |_| true,
+            |p, c, m| self.transmit(p, c, m),
+        );
         peer.poll();
-        if let Some(rx) = vrings.get(RXQ) {
-            self.core
-                .serve_queue(RXQ, rx, &mut *peer, Peer::has_frames, |p, c, m| {
-                    self.receive(p, c, m)
-                });
-        }
+        self.core
+            .serve_queue(vrings, RXQ, &mut *peer, Peer::has_frames, |p, c, m| {
+                self.receive(p, c, m)
+            });
         let s = peer.stats.clone();
         drop(peer);
         self.core.count(|c| {
@@ -166,50 +153,28 @@ impl NetBackend {
     }
 }
 
-impl VhostUserBackend for NetBackend {
-    type Bitmap = ();
-    type Vring = VringMutex<Gm>;
-
-    fn num_queues(&self) -> usize {
-        NUM_QUEUES
+impl Device for NetDevice {
+    fn core(&self) -> &DeviceCore {
+        &self.core
     }
 
-    fn max_queue_size(&self) -> usize {
-        QUEUE_SIZE_MAX
+    /// Either queue's kick pumps both ways.
+    fn serve(&self, _index: usize, vrings: &[VringMutex<Gm>]) {
+        self.pump(vrings);
     }
 
-    fn features(&self) -> u64 {
-        device::BASE_FEATURES
+    /// The peer's timer: on the queues' thread, so the peer never runs
+    /// concurrently with itself.
+    fn events(&self) -> Vec<(RawFd, u16)> {
+        vec![(self.timer_fd, TIMER_EVENT)]
     }
 
-    fn protocol_features(&self) -> VhostUserProtocolFeatures {
-        device::base_protocol_features()
-    }
-
-    fn set_event_idx(&self, _enabled: bool) {}
-
-    fn update_memory(&self, mem: Gm) -> io::Result<()> {
-        self.core.update_memory(mem);
-        Ok(())
-    }
-
-    fn handle_event(
-        &self,
-        device_event: u16,
-        _evset: EventSet,
-        vrings: &[VringMutex<Gm>],
-        _thread_id: usize,
-    ) -> io::Result<()> {
-        if u64::from(device_event) == TIMER_EVENT {
+    fn event(&self, event: u16, vrings: &[VringMutex<Gm>]) {
+        if event == TIMER_EVENT {
             // Clear the expirations; a tick is no exit, so no drain (an
             // access the ring has not caught up with drains on the miss).
             let _ = self.timer.lock().unwrap_or_else(|e| e.into_inner()).wait();
-        } else if usize::from(device_event) < NUM_QUEUES {
-            self.core.kick();
-        } else {
-            return Ok(());
+            self.pump(vrings);
         }
-        self.pump(vrings);
-        Ok(())
     }
 }

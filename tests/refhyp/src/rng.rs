@@ -11,26 +11,23 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 
-use vhost::vhost_user::message::VhostUserProtocolFeatures;
-use vhost_user_backend::{VhostUserBackend, VringMutex};
-use vmm_sys_util::epoll::EventSet;
+use vhost_user_backend::VringMutex;
 
 use crate::checked_memory::CheckedMemory;
-use crate::device::{self, Chain, Completion, DeviceCore, Gm};
+use crate::device::{Chain, Completion, Device, DeviceCore, Gm};
 use crate::host::Host;
 
-const QUEUE_SIZE_MAX: usize = 256;
 /// Most bytes one request gets (Linux asks for at most a page or so).
 const MAX_REQUEST: usize = 64 << 10;
 
-pub struct RngBackend {
+pub struct RngDevice {
     core: DeviceCore,
     source: Mutex<File>,
 }
 
-impl RngBackend {
-    pub fn new(host: Arc<Host>) -> io::Result<RngBackend> {
-        Ok(RngBackend {
+impl RngDevice {
+    pub fn new(host: Arc<Host>) -> io::Result<RngDevice> {
+        Ok(RngDevice {
             core: DeviceCore::new(host, "rng", true, 1),
             source: Mutex::new(File::open("/dev/urandom")?),
         })
@@ -65,46 +62,13 @@ impl RngBackend {
     }
 }
 
-impl VhostUserBackend for RngBackend {
-    type Bitmap = ();
-    type Vring = VringMutex<Gm>;
-
-    fn num_queues(&self) -> usize {
-        1
+impl Device for RngDevice {
+    fn core(&self) -> &DeviceCore {
+        &self.core
     }
 
-    fn max_queue_size(&self) -> usize {
-        QUEUE_SIZE_MAX
-    }
-
-    fn features(&self) -> u64 {
-        device::BASE_FEATURES
-    }
-
-    fn protocol_features(&self) -> VhostUserProtocolFeatures {
-        device::base_protocol_features()
-    }
-
-    fn set_event_idx(&self, _enabled: bool) {}
-
-    fn update_memory(&self, mem: Gm) -> io::Result<()> {
-        self.core.update_memory(mem);
-        Ok(())
-    }
-
-    fn handle_event(
-        &self,
-        device_event: u16,
-        _evset: EventSet,
-        vrings: &[VringMutex<Gm>],
-        _thread_id: usize,
-    ) -> io::Result<()> {
-        let Some(vring) = vrings.get(usize::from(device_event)) else {
-            return Ok(());
-        };
-        self.core.kick();
+    fn serve(&self, index: usize, vrings: &[VringMutex<Gm>]) {
         self.core
-            .serve_queue(0, vring, &mut (), |_| true, |_, c, m| self.process(c, m));
-        Ok(())
+            .serve_requests(vrings, index, |c, m| self.process(c, m));
     }
 }

@@ -17,20 +17,18 @@
 //! sends more than the guest's advertised buffer space.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
-use vhost_user_backend::{VhostUserBackend, VringMutex};
+use vhost_user_backend::VringMutex;
 use vm_memory::endian::{Le16, Le32, Le64};
 use vm_memory::ByteValued;
-use vmm_sys_util::epoll::EventSet;
 
 use crate::checked_memory::CheckedMemory;
-use crate::device::{self, Chain, Completion, DeviceCore, Gm, FNV_INIT};
+use crate::device::{self, Chain, Completion, Device, DeviceCore, Gm, FNV_INIT};
 use crate::host::Host;
 
-const QUEUE_SIZE_MAX: usize = 256;
 const RXQ: usize = 0;
 const TXQ: usize = 1;
 const NUM_QUEUES: usize = 3;
@@ -120,7 +118,7 @@ impl State {
     }
 }
 
-pub struct VsockBackend {
+pub struct VsockDevice {
     core: DeviceCore,
     guest_cid: u64,
     state: Mutex<State>,
@@ -138,9 +136,9 @@ fn reply(to: &Hdr, op: u16, guest_cid: u64) -> Hdr {
     }
 }
 
-impl VsockBackend {
-    pub fn new(host: Arc<Host>, guest_cid: u64) -> VsockBackend {
-        VsockBackend {
+impl VsockDevice {
+    pub fn new(host: Arc<Host>, guest_cid: u64) -> VsockDevice {
+        VsockDevice {
             core: DeviceCore::new(host, "vsock", true, NUM_QUEUES).declare(&[
                 "connections",
                 "streams",
@@ -363,42 +361,27 @@ impl VsockBackend {
     /// Everything the guest sent, then everything the echo has for it.
     fn pump(&self, vrings: &[VringMutex<Gm>]) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = vrings.get(TXQ) {
-            self.core.serve_queue(
-                TXQ,
-                tx,
-                &mut *st,
-                |_| true,
-                |s, c, m| self.transmit(s, c, m),
-            );
-        }
-        if let Some(rx) = vrings.get(RXQ) {
-            self.core
-                .serve_queue(RXQ, rx, &mut *st, State::has_output, |s, c, m| {
-                    self.receive(s, c, m)
-                });
-        }
+        self.core.serve_queue(
+            vrings,
+            TXQ,
+            &mut *st,
+            |_| true,
+            |s, c, m| self.transmit(s, c, m),
+        );
+        self.core
+            .serve_queue(vrings, RXQ, &mut *st, State::has_output, |s, c, m| {
+                self.receive(s, c, m)
+            });
     }
 }
 
-impl VhostUserBackend for VsockBackend {
-    type Bitmap = ();
-    type Vring = VringMutex<Gm>;
-
-    fn num_queues(&self) -> usize {
-        NUM_QUEUES
+impl Device for VsockDevice {
+    fn core(&self) -> &DeviceCore {
+        &self.core
     }
 
-    fn max_queue_size(&self) -> usize {
-        QUEUE_SIZE_MAX
-    }
-
-    fn features(&self) -> u64 {
-        device::BASE_FEATURES
-    }
-
-    fn protocol_features(&self) -> VhostUserProtocolFeatures {
-        device::base_protocol_features() | VhostUserProtocolFeatures::CONFIG
+    fn extra_protocol_features(&self) -> VhostUserProtocolFeatures {
+        VhostUserProtocolFeatures::CONFIG
     }
 
     /// `struct virtio_vsock_config`: the guest's CID.
@@ -406,30 +389,13 @@ impl VhostUserBackend for VsockBackend {
         device::config_slice(&self.guest_cid.to_le_bytes(), offset, size)
     }
 
-    fn set_event_idx(&self, _enabled: bool) {}
-
-    fn update_memory(&self, mem: Gm) -> io::Result<()> {
-        self.core.update_memory(mem);
-        Ok(())
-    }
-
     fn reset_device(&self) {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = State::default();
     }
 
-    fn handle_event(
-        &self,
-        device_event: u16,
-        _evset: EventSet,
-        vrings: &[VringMutex<Gm>],
-        _thread_id: usize,
-    ) -> io::Result<()> {
-        if usize::from(device_event) >= NUM_QUEUES {
-            return Ok(());
-        }
-        self.core.kick();
-        // The event queue's buffers are never used (no transport reset).
+    /// Any queue's kick pumps both ways; the event queue's buffers are
+    /// never used (no transport reset).
+    fn serve(&self, _index: usize, vrings: &[VringMutex<Gm>]) {
         self.pump(vrings);
-        Ok(())
     }
 }
