@@ -9,16 +9,10 @@ use support::blk::*;
 use support::virtq::{RawDesc, BAR2_GPA, F_NEXT, F_WRITE};
 use support::*;
 
-/// Program, guest after INIT and `share`, and a connected driver.
-///
-/// Sharing comes before the queue is enabled, as a driver allocates its
-/// rings with the DMA API before DRIVER_OK: the backend may look at the
-/// queue as soon as it is enabled.
+/// Program, guest after INIT and `share` (see `start_shared`), and a
+/// connected driver.
 fn setup(tag: &str, extra: &[&str], share: impl FnOnce(&mut Guest)) -> (Refhyp, Guest, BlkDriver) {
-    let h = Refhyp::start(tag, extra);
-    let mut g = Guest::connect(&h);
-    g.init();
-    share(&mut g);
+    let (h, g) = start_shared(tag, extra, share);
     let d = BlkDriver::connect(&h, &g);
     (h, g, d)
 }

@@ -24,42 +24,21 @@ const PEER_MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0x00, 0x00, 0x77,
 const GUEST_IP: Ipv4Address = Ipv4Address::new(169, 254, 77, 2);
 const PEER_IP: Ipv4Address = Ipv4Address::new(169, 254, 77, 1);
 const TX_BUF: u64 = BUF_GPA;
-const PRIVATE: u64 = BUF_GPA + 0x8000;
-const RX_BUFS: u64 = BUF_GPA + 0x1_0000;
 const RX_BUF_SIZE: u32 = 2048;
 
-struct Net {
-    h: Refhyp,
-    g: Guest,
-    d: VirtioDriver,
-    next_rx: u64,
+/// The net device with its two queues, after `share`.
+fn start(tag: &str, share: impl FnOnce(&mut Guest)) -> Dev {
+    Dev::start(tag, |h| &h.net_path, 2, 64, share)
 }
 
-impl Net {
-    fn start(tag: &str, share: impl FnOnce(&mut Guest)) -> Net {
-        let (h, g, d) = start(tag, &[], |h| &h.net_path, 2, 64, share);
-        Net {
-            h,
-            g,
-            d,
-            next_rx: 0,
-        }
-    }
+fn share_all(g: &mut Guest) {
+    Dev::share_buffers(g, 2);
+}
 
-    fn share_all(g: &mut Guest) {
-        VirtioDriver::share_rings(g, 2);
-        g.share_range(TX_BUF, 2 * PAGE, PERM_READ);
-        g.share_range(RX_BUFS, 16 * PAGE, PERM_RW);
-    }
-
+/// The net driver's steps.
+impl Dev {
     fn post_rx_at(&mut self, addr: u64, len: u32) {
         self.d.queues[RXQ].post(&self.g, addr, len);
-    }
-
-    fn post_rx(&mut self) {
-        let addr = RX_BUFS + (self.next_rx % 16) * PAGE;
-        self.next_rx += 1;
-        self.post_rx_at(addr, RX_BUF_SIZE);
     }
 
     /// Sends `frame` after a zero virtio-net header, from `at`.
@@ -67,16 +46,11 @@ impl Net {
         let mut b = vec![0u8; HDR];
         b.extend_from_slice(frame);
         self.g.write(at, &b);
-        let q = &mut self.d.queues[TXQ];
-        q.offer(
-            &self.g,
-            &[
-                (at, HDR as u32, false),
-                (at + HDR as u64, frame.len() as u32, false),
-            ],
-        );
-        q.kick();
-        assert_eq!(q.wait_used(&self.g).1, 0);
+        let chain = [
+            (at, HDR as u32, false),
+            (at + HDR as u64, frame.len() as u32, false),
+        ];
+        assert_eq!(self.request(TXQ, &chain), 0);
     }
 
     fn send(&mut self, frame: &[u8]) {
@@ -195,10 +169,8 @@ fn parse_udp(frame: &[u8]) -> (u16, Vec<u8>) {
 
 #[test]
 fn arp_and_udp_echo() {
-    let mut n = Net::start("udp", Net::share_all);
-    for _ in 0..8 {
-        n.post_rx();
-    }
+    let mut n = start("udp", share_all);
+    n.post_rx(8, RX_BUF_SIZE);
     n.resolve();
     for (i, len) in [64usize, 700, 1472].into_iter().enumerate() {
         let data = pattern(len, i as u8);
@@ -215,10 +187,8 @@ fn arp_and_udp_echo() {
 
 #[test]
 fn tcp_echo_port_answers_a_syn() {
-    let mut n = Net::start("tcp", Net::share_all);
-    for _ in 0..8 {
-        n.post_rx();
-    }
+    let mut n = start("tcp", share_all);
+    n.post_rx(8, RX_BUF_SIZE);
     n.resolve();
     let mut f = ipv4(IpProtocol::Tcp, 20);
     {
@@ -244,11 +214,9 @@ fn tcp_echo_port_answers_a_syn() {
 
 #[test]
 fn unshared_frame_is_dropped_unread() {
-    let mut n = Net::start("txdenied", Net::share_all);
-    for _ in 0..4 {
-        n.post_rx();
-    }
-    n.send_at(&arp_request(), PRIVATE);
+    let mut n = start("txdenied", share_all);
+    n.post_rx(4, RX_BUF_SIZE);
+    n.send_at(&arp_request(), PRIVATE_GPA);
     n.resolve();
     let c = n.h.stop();
     assert_eq!(c.get("net", "violations"), 1);
@@ -259,16 +227,16 @@ fn unshared_frame_is_dropped_unread() {
 
 #[test]
 fn unshared_receive_buffer_fails_and_the_frame_waits() {
-    let mut n = Net::start("rxdenied", Net::share_all);
-    n.post_rx_at(PRIVATE, RX_BUF_SIZE);
+    let mut n = start("rxdenied", share_all);
+    n.post_rx_at(PRIVATE_GPA, RX_BUF_SIZE);
     n.send(&arp_request());
     let (len, _) = n.recv();
     assert_eq!(len, 0, "a private buffer comes back empty");
-    assert_eq!(n.g.read(PRIVATE, 64), vec![0; 64], "and untouched");
+    assert_eq!(n.g.read(PRIVATE_GPA, 64), vec![0; 64], "and untouched");
     // A buffer too small for the frame: malformed, the frame still waits.
-    n.post_rx_at(RX_BUFS, 30);
+    n.post_rx_at(RX_BUFS_GPA, 30);
     assert_eq!(n.recv().0, 0);
-    n.post_rx();
+    n.post_rx(1, RX_BUF_SIZE);
     let f = n.recv_frame();
     assert_eq!(
         EthernetFrame::new_checked(&f[..]).unwrap().ethertype(),
@@ -282,16 +250,13 @@ fn unshared_receive_buffer_fails_and_the_frame_waits() {
 
 #[test]
 fn oversized_and_device_writable_frames_are_malformed() {
-    let mut n = Net::start("malformed", |g| {
-        Net::share_all(g);
+    let mut n = start("malformed", |g| {
+        share_all(g);
         g.share_range(BUF_GPA + 0x2000, 4 * PAGE, PERM_RW);
     });
     let big = vec![0u8; 2000];
     n.send_at(&big, BUF_GPA + 0x2000);
-    let q = &mut n.d.queues[TXQ];
-    q.offer(&n.g, &[(TX_BUF, 60, false), (BUF_GPA + 0x2000, 60, true)]);
-    q.kick();
-    q.wait_used(&n.g);
+    n.request(TXQ, &[(TX_BUF, 60, false), (BUF_GPA + 0x2000, 60, true)]);
     assert!(n.h.alive());
     let c = n.h.stop();
     assert_eq!(c.get("net", "malformed_chains"), 2);

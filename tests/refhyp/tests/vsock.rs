@@ -22,9 +22,6 @@ const OP_RW: u16 = 5;
 const OP_CREDIT_UPDATE: u16 = 6;
 const TX_HDR: u64 = BUF_GPA;
 const TX_DATA: u64 = BUF_GPA + 0x1000;
-/// Private: never shared.
-const PRIVATE: u64 = BUF_GPA + 0x8000;
-const RX_BUFS: u64 = BUF_GPA + 0x1_0000;
 const RX_BUF_SIZE: u32 = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,41 +83,17 @@ impl Hdr {
     }
 }
 
-struct Vsock {
-    h: Refhyp,
-    g: Guest,
-    d: VirtioDriver,
-    next_rx: u64,
+/// The vsock device with its three queues, after `share`.
+fn start(tag: &str, share: impl FnOnce(&mut Guest)) -> Dev {
+    Dev::start(tag, |h| &h.vsock_path, 3, 64, share)
 }
 
-impl Vsock {
-    fn start(tag: &str, share: impl FnOnce(&mut Guest)) -> Vsock {
-        let (h, g, d) = start(tag, &[], |h| &h.vsock_path, 3, 64, share);
-        Vsock {
-            h,
-            g,
-            d,
-            next_rx: 0,
-        }
-    }
+fn share_all(g: &mut Guest) {
+    Dev::share_buffers(g, 3);
+}
 
-    /// Shares the rings, the transmit pages and 16 receive buffers.
-    fn share_all(g: &mut Guest) {
-        VirtioDriver::share_rings(g, 3);
-        g.share_range(TX_HDR, 2 * PAGE, PERM_READ);
-        g.share_range(RX_BUFS, 16 * PAGE, PERM_RW);
-    }
-
-    /// Posts a receive buffer at `addr`, or the next of the shared ones.
-    fn post_rx(&mut self, addr: Option<u64>) {
-        let addr = addr.unwrap_or_else(|| {
-            let a = RX_BUFS + (self.next_rx % 16) * PAGE;
-            self.next_rx += 1;
-            a
-        });
-        self.d.queues[RXQ].post(&self.g, addr, RX_BUF_SIZE);
-    }
-
+/// The vsock driver's steps.
+impl Dev {
     /// Sends a packet: header descriptor, then `data` at `data_at`.
     fn send_at(&mut self, mut hdr: Hdr, data: &[u8], data_at: u64) {
         hdr.len = data.len() as u32;
@@ -130,10 +103,7 @@ impl Vsock {
             self.g.write(data_at, data);
             chain.push((data_at, data.len() as u32, false));
         }
-        let q = &mut self.d.queues[TXQ];
-        q.offer(&self.g, &chain);
-        q.kick();
-        assert_eq!(q.wait_used(&self.g).1, 0);
+        assert_eq!(self.request(TXQ, &chain), 0);
     }
 
     fn send(&mut self, hdr: Hdr, data: &[u8]) {
@@ -171,10 +141,8 @@ impl Vsock {
 
 #[test]
 fn echo_round_trip_and_clean_close() {
-    let mut v = Vsock::start("echo", Vsock::share_all);
-    for _ in 0..8 {
-        v.post_rx(None);
-    }
+    let mut v = start("echo", share_all);
+    v.post_rx(8, RX_BUF_SIZE);
     v.connect(5000);
     let data = pattern(3000, 1);
     v.send(Hdr::to_guest(OP_RW, 5000), &data);
@@ -202,10 +170,8 @@ fn echo_round_trip_and_clean_close() {
 
 #[test]
 fn other_ports_and_addresses_are_reset() {
-    let mut v = Vsock::start("refused", Vsock::share_all);
-    for _ in 0..4 {
-        v.post_rx(None);
-    }
+    let mut v = start("refused", share_all);
+    v.post_rx(4, RX_BUF_SIZE);
     let mut req = Hdr::to_guest(OP_REQUEST, 5000);
     req.dst_port = 99;
     v.send(req, &[]);
@@ -225,10 +191,8 @@ fn other_ports_and_addresses_are_reset() {
 
 #[test]
 fn credit_limits_the_echo() {
-    let mut v = Vsock::start("credit", Vsock::share_all);
-    for _ in 0..8 {
-        v.post_rx(None);
-    }
+    let mut v = start("credit", share_all);
+    v.post_rx(8, RX_BUF_SIZE);
     let mut req = Hdr::to_guest(OP_REQUEST, 6000);
     req.buf_alloc = 1000;
     v.send(req, &[]);
@@ -251,13 +215,13 @@ fn credit_limits_the_echo() {
 
 #[test]
 fn unshared_receive_buffer_fails_and_loses_nothing() {
-    let mut v = Vsock::start("rxdenied", Vsock::share_all);
-    v.post_rx(Some(PRIVATE));
+    let mut v = start("rxdenied", share_all);
+    v.d.queues[RXQ].post(&v.g, PRIVATE_GPA, RX_BUF_SIZE);
     v.send(Hdr::to_guest(OP_REQUEST, 7000), &[]);
     let (len, hdr, _) = v.recv();
     assert_eq!((len, hdr), (0, None), "a private buffer comes back empty");
-    assert_eq!(v.g.read(PRIVATE, 44), vec![0; 44], "and untouched");
-    v.post_rx(None);
+    assert_eq!(v.g.read(PRIVATE_GPA, 44), vec![0; 44], "and untouched");
+    v.post_rx(1, RX_BUF_SIZE);
     let r = v.recv_hdr();
     assert_eq!(r.op, OP_RESPONSE, "the response waited for a shared buffer");
     let c = v.h.stop();
@@ -267,12 +231,10 @@ fn unshared_receive_buffer_fails_and_loses_nothing() {
 
 #[test]
 fn unshared_transmit_data_is_a_violation_and_not_echoed() {
-    let mut v = Vsock::start("txdenied", Vsock::share_all);
-    for _ in 0..8 {
-        v.post_rx(None);
-    }
+    let mut v = start("txdenied", share_all);
+    v.post_rx(8, RX_BUF_SIZE);
     v.connect(8000);
-    v.send_at(Hdr::to_guest(OP_RW, 8000), b"secret", PRIVATE);
+    v.send_at(Hdr::to_guest(OP_RW, 8000), b"secret", PRIVATE_GPA);
     v.send(Hdr::to_guest(OP_RW, 8000), b"public");
     let (_, _, echo) = v.recv();
     assert_eq!(echo, b"public");
@@ -283,7 +245,7 @@ fn unshared_transmit_data_is_a_violation_and_not_echoed() {
 
 #[test]
 fn malformed_packets_are_counted() {
-    let mut v = Vsock::start("malformed", Vsock::share_all);
+    let mut v = start("malformed", share_all);
     // A header that promises more payload than the chain has.
     let mut h = Hdr::to_guest(OP_RW, 9000);
     h.len = 4096;

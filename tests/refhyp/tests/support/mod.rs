@@ -227,6 +227,19 @@ impl Drop for Refhyp {
     }
 }
 
+/// The program, and a guest after INIT and `share`.
+///
+/// Sharing comes before a driver connects and enables its queues, as a
+/// driver allocates its rings with the DMA API before DRIVER_OK: the
+/// backend may look at a queue as soon as it is enabled.
+pub fn start_shared(tag: &str, extra: &[&str], share: impl FnOnce(&mut Guest)) -> (Refhyp, Guest) {
+    let h = Refhyp::start(tag, extra);
+    let mut g = Guest::connect(&h);
+    g.init();
+    share(&mut g);
+    (h, g)
+}
+
 /// A byte pattern that makes a misplaced or stale byte show up.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)

@@ -14,7 +14,7 @@ use vhost::vhost_user::{Frontend, VhostUserFrontend};
 use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::{wait_for, Guest, Refhyp, PERM_RW, RAM_SIZE, SHM_SIZE};
+use super::{start_shared, wait_for, Guest, Refhyp, PAGE, PERM_READ, PERM_RW, RAM_SIZE, SHM_SIZE};
 
 pub const QUEUES_GPA: u64 = 0x20_0000;
 pub const QUEUE_STRIDE: u64 = 0x4000;
@@ -250,26 +250,73 @@ impl VirtioDriver {
     }
 }
 
-/// Where the device tests put their buffers.
+/// Where the device tests put their buffers: transmit buffers from here
+/// on, a private page and the receive buffers above them.
 pub const BUF_GPA: u64 = 0x50_0000;
+/// A page the device tests never share.
+pub const PRIVATE_GPA: u64 = BUF_GPA + 0x8000;
+/// `RX_BUFS` receive buffers, a page each, posted in turn by `post_rx`.
+pub const RX_BUFS_GPA: u64 = BUF_GPA + 0x1_0000;
+pub const RX_BUFS: u64 = 16;
+/// The receive queue of the devices that have one (net, vsock).
+const RXQ: usize = 0;
 
-/// Program, guest after INIT and `share`, and a driver connected to the
-/// backend at `socket(&refhyp)` with `nqueues` queues of `size` entries.
-///
-/// Sharing comes before the queues are enabled, as a driver allocates its
-/// rings with the DMA API before DRIVER_OK.
-pub fn start(
-    tag: &str,
-    extra: &[&str],
-    socket: impl Fn(&Refhyp) -> &Path,
-    nqueues: u16,
-    size: u16,
-    share: impl FnOnce(&mut Guest),
-) -> (Refhyp, Guest, VirtioDriver) {
-    let h = Refhyp::start(tag, extra);
-    let mut g = Guest::connect(&h);
-    g.init();
-    share(&mut g);
-    let d = VirtioDriver::connect(socket(&h), &g, nqueues, size);
-    (h, g, d)
+/// A device under test: the program, the guest and a driver connected to
+/// the device's backend. The tests of each device add their driver's
+/// own steps in an `impl Dev` of their own.
+pub struct Dev {
+    pub h: Refhyp,
+    pub g: Guest,
+    pub d: VirtioDriver,
+    /// Receive buffers posted with `post_rx`.
+    rx_posted: u64,
+}
+
+impl Dev {
+    /// Starts the program with a guest after INIT and `share` (see
+    /// `start_shared`) and connects to the backend at `socket(&refhyp)`
+    /// with `nqueues` queues of `size` entries.
+    pub fn start(
+        tag: &str,
+        socket: impl Fn(&Refhyp) -> &Path,
+        nqueues: u16,
+        size: u16,
+        share: impl FnOnce(&mut Guest),
+    ) -> Dev {
+        let (h, g) = start_shared(tag, &[], share);
+        let d = VirtioDriver::connect(socket(&h), &g, nqueues, size);
+        Dev {
+            h,
+            g,
+            d,
+            rx_posted: 0,
+        }
+    }
+
+    /// Shares the rings of `nqueues` queues, two transmit pages from
+    /// `BUF_GPA` read-only and the receive buffers read-write.
+    pub fn share_buffers(g: &mut Guest, nqueues: u16) {
+        VirtioDriver::share_rings(g, nqueues);
+        g.share_range(BUF_GPA, 2 * PAGE, PERM_READ);
+        g.share_range(RX_BUFS_GPA, RX_BUFS * PAGE, PERM_RW);
+    }
+
+    /// Offers `chain` on queue `q`, kicks and waits for it to be used;
+    /// returns the used length.
+    pub fn request(&mut self, q: usize, chain: &[(u64, u32, bool)]) -> u32 {
+        let q = &mut self.d.queues[q];
+        q.offer(&self.g, chain);
+        q.kick();
+        q.wait_used(&self.g).1
+    }
+
+    /// Posts the next `count` receive buffers, `len` bytes each, on the
+    /// receive queue.
+    pub fn post_rx(&mut self, count: u64, len: u32) {
+        for _ in 0..count {
+            let addr = RX_BUFS_GPA + (self.rx_posted % RX_BUFS) * PAGE;
+            self.rx_posted += 1;
+            self.d.queues[RXQ].post(&self.g, addr, len);
+        }
+    }
 }
