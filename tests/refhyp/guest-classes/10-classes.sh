@@ -4,16 +4,4 @@
 # VIRTIO_F_ACCESS_PLATFORM and maps through the pviommu: net (1), block
 # (2), console (3), entropy (4), SCSI (8), 9p (9).
 . "${LIB:-/etc/refhyp/lib.sh}"
-for want in 1 2 3 4 8 9; do
-	found=
-	for d in /sys/bus/virtio/devices/*; do
-		[ "$(cat "$d/device")" = "$(printf '0x%04x' "$want")" ] || continue
-		found=$(basename "$d")
-		# Bit n is character n + 1 of the features string.
-		[ "$(cut -c34 "$d/features")" = 1 ] || fail "$found (class $want): no ACCESS_PLATFORM"
-		dmesg | grep -q "\"$found\": DMA through the pviommu" ||
-			fail "$found (class $want): not mapped through the pviommu"
-		echo "$found: class $want, ACCESS_PLATFORM, DMA through the pviommu"
-	done
-	[ -n "$found" ] || fail "no virtio device of class $want"
-done
+check_classes 1 2 3 4 8 9

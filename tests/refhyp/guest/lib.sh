@@ -51,3 +51,22 @@ to_bytes() {
 	*) echo "$1" ;;
 	esac
 }
+
+# check_classes ID...: every virtio device of each class ID negotiated
+# VIRTIO_F_ACCESS_PLATFORM and maps through the pviommu, and each class
+# has at least one device.
+check_classes() {
+	for want in "$@"; do
+		found=
+		for d in /sys/bus/virtio/devices/*; do
+			[ "$(cat "$d/device")" = "$(printf '0x%04x' "$want")" ] || continue
+			found=$(basename "$d")
+			# Bit n is character n + 1 of the features string.
+			[ "$(cut -c34 "$d/features")" = 1 ] || fail "$found (class $want): no ACCESS_PLATFORM"
+			dmesg | grep -q "\"$found\": DMA through the pviommu" ||
+				fail "$found (class $want): not mapped through the pviommu"
+			echo "$found: class $want, ACCESS_PLATFORM, DMA through the pviommu"
+		done
+		[ -n "$found" ] || fail "no virtio device of class $want"
+	done
+}
