@@ -254,6 +254,7 @@ pub(crate) fn bring_up(
         bounce_threshold,
         apply: version.features & FEATURE_APPLY != 0,
         write_only: version.features & FEATURE_WRITE_ONLY != 0,
+        batch_maps: p.batch_maps,
     };
     let engine = Engine::new(
         cfg,

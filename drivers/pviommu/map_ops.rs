@@ -8,6 +8,7 @@
 //! locks and the per-CPU mailbox slot are never re-entered on one CPU.
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use kernel::error::code::EIO;
 use kernel::interrupt::local_interrupt_disable;
 use kernel::prelude::*;
 use kernel::sync::SetOnce;
@@ -16,6 +17,7 @@ use crate::ffi::virtio::{Access, MemAccess, VirtioDevice};
 use crate::ffi::virtio_map::{CoherentSource, Direction, Keep, MapOps, Release, Requester};
 use crate::init::{required, Pviommu};
 use crate::logic::engine::DmaError;
+use crate::logic::map_batch::MapBatch;
 use crate::logic::policy::{Dir, Mode, OnRevokeFailure};
 
 /// How many virtio devices the driver can stop after a failed unshare.
@@ -176,6 +178,38 @@ impl MapOps for Pviommu {
                 .map_within(phys, size, dir(d), cpu_sync, dev.limit)
                 .inspect_err(|e| report_map(dev, size, *e))
                 .ok()
+        })
+    }
+
+    fn map_batched(
+        &self,
+        phys: u64,
+        size: u64,
+        d: Direction,
+        dev: &Requester<'_>,
+        words: &mut [u64; 2],
+    ) -> Option<u64> {
+        self.run(|p| {
+            let mut batch = MapBatch::from_words(*words);
+            let dma = p
+                .engine
+                .map_batched(phys, size, dir(d), dev.limit, &mut batch)
+                .inspect_err(|e| report_map(dev, size, *e))
+                .ok();
+            *words = batch.to_words();
+            dma
+        })
+    }
+
+    fn map_flush(&self, words: &mut [u64; 2]) -> Result {
+        self.run(|p| {
+            let mut batch = MapBatch::from_words(*words);
+            let r = p.engine.map_flush(&mut batch);
+            *words = batch.to_words();
+            r.map_err(|e| {
+                report("map", e);
+                EIO
+            })
         })
     }
 

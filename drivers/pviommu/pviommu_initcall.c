@@ -36,6 +36,14 @@ module_param_named(mode, pviommu_param_mode, charp, 0444);
 bool pviommu_param_strict = true;
 module_param_named(strict, pviommu_param_strict, bool, 0444);
 
+/*
+ * 1: the parts of a virtio buffer that continue each other's frames
+ * share one ring record, published once the buffer is mapped; 0: one
+ * record per part.
+ */
+bool pviommu_param_batch_maps = true;
+module_param_named(batch_maps, pviommu_param_batch_maps, bool, 0444);
+
 /* Lazy mode: sync after this many pending unmapped pages at most. */
 unsigned int pviommu_param_lazy_max_pages = 256;
 module_param_named(lazy_max_pages, pviommu_param_lazy_max_pages, uint, 0444);

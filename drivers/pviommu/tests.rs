@@ -139,6 +139,17 @@ mod engine {
     }
 
     #[test]
+    fn one_record_per_run_of_a_buffer() {
+        assert_eq!(
+            failures(
+                stringify!(one_record_per_run_of_a_buffer),
+                selftest::one_record_per_run_of_a_buffer
+            ),
+            0
+        );
+    }
+
+    #[test]
     fn unpublished_record_blocks_no_revocation() {
         assert_eq!(
             failures(
@@ -275,6 +286,7 @@ mod engine {
             "bounce_slots_never_leak",
             "one_sync_per_unmap_call",
             "one_sync_per_virtio_buffer",
+            "one_record_per_run_of_a_buffer",
             "unpublished_record_blocks_no_revocation",
             "dma_mask_is_honoured",
             "full_ring_forces_a_sync",

@@ -20,6 +20,7 @@ extern "C" {
     static pviommu_param_ring_order: c_uint;
     static pviommu_param_timeout_ms: c_uint;
     static pviommu_param_required: bool;
+    static pviommu_param_batch_maps: bool;
     fn pviommu_max_pfn() -> c_ulong;
 }
 
@@ -43,6 +44,8 @@ pub(crate) struct Params {
     #[cfg_attr(not(CONFIG_X86_64), allow(dead_code))]
     pub(crate) timeout_ms: u64,
     pub(crate) required: bool,
+    /// `pviommu.batch_maps`: a buffer's mappings share ring records.
+    pub(crate) batch_maps: bool,
     /// Frames of RAM the table must cover.
     pub(crate) max_pfn: u64,
 }
@@ -83,6 +86,7 @@ pub(crate) fn read() -> Params {
             ring_order: pviommu_param_ring_order,
             timeout_ms: pviommu_param_timeout_ms.into(),
             required: pviommu_param_required,
+            batch_maps: pviommu_param_batch_maps,
             max_pfn: pviommu_max_pfn() as u64,
         }
     }

@@ -150,6 +150,19 @@ impl MapOps for Refuse {
     fn map(&self, _: u64, _: u64, _: Direction, _: bool, _: &Requester<'_>) -> Option<u64> {
         None
     }
+    fn map_batched(
+        &self,
+        _: u64,
+        _: u64,
+        _: Direction,
+        _: &Requester<'_>,
+        _: &mut [u64; 2],
+    ) -> Option<u64> {
+        None
+    }
+    fn map_flush(&self, _: &mut [u64; 2]) -> kernel::error::Result {
+        Err(kernel::error::code::EIO)
+    }
     fn unmap(&self, _: u64, _: u64, _: Direction, _: bool) {}
     fn flush(&self) {}
     fn sync_for_cpu(&self, _: u64, _: u64, _: Direction) {}

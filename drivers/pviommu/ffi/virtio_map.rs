@@ -11,6 +11,7 @@
 use core::ffi::CStr;
 use core::marker::PhantomData;
 use kernel::bindings;
+use kernel::error::Result;
 use kernel::ffi::{c_int, c_ulong, c_void};
 use kernel::str::CStrExt;
 
@@ -98,6 +99,24 @@ pub(crate) trait MapOps: Sync + 'static {
         dev: &Requester<'_>,
     ) -> Option<u64>;
 
+    /// [`MapOps::map`] for one part of a buffer the virtio core is adding
+    /// to a virtqueue (`map_page_batch`): work may wait in `batch`, the
+    /// two words of the buffer's `struct virtio_map_batch` (zero before
+    /// its first part), until [`MapOps::map_flush`].
+    fn map_batched(
+        &self,
+        phys: u64,
+        size: u64,
+        dir: Direction,
+        dev: &Requester<'_>,
+        batch: &mut [u64; 2],
+    ) -> Option<u64>;
+
+    /// Completes what `batch` holds (`map_flush`), before the device can
+    /// see the buffer. On an error the virtio core unmaps the buffer's
+    /// parts and fails to add it.
+    fn map_flush(&self, batch: &mut [u64; 2]) -> Result;
+
     /// Unmaps a mapping; the revocation may wait for [`MapOps::flush`].
     fn unmap(&self, dma: u64, size: u64, dir: Direction, cpu_sync: bool);
 
@@ -175,6 +194,8 @@ impl<T: MapOps> VTable<T> {
         mapping_error: Some(Self::mapping_error),
         max_mapping_size: Some(Self::max_mapping_size),
         unmap_flush: Some(Self::unmap_flush),
+        map_page_batch: Some(Self::map_page_batch),
+        map_flush: Some(Self::map_flush),
     };
 
     /// The C callback `map_page`.
@@ -201,6 +222,56 @@ impl<T: MapOps> VTable<T> {
         let dev = unsafe { requester(map.dma_dev) };
         ops.map(phys, size as u64, dir, cpu_sync(attrs), &dev)
             .unwrap_or(DMA_MAPPING_ERROR)
+    }
+
+    /// The C callback `map_page_batch`.
+    ///
+    /// # Safety
+    ///
+    /// Called only by the virtio core, with a valid `page` and the
+    /// buffer's `batch`, which nothing else uses during the call.
+    unsafe extern "C" fn map_page_batch(
+        map: bindings::virtio_map,
+        batch: *mut bindings::virtio_map_batch,
+        page: *mut bindings::page,
+        offset: c_ulong,
+        size: usize,
+        dir: bindings::dma_data_direction,
+        _attrs: c_ulong,
+    ) -> bindings::dma_addr_t {
+        let (Some(ops), Some(dir)) = (T::get(), Direction::from_raw(dir)) else {
+            return DMA_MAPPING_ERROR;
+        };
+        // SAFETY: as in `map_page`.
+        let phys = unsafe { bindings::page_to_phys(page) } + offset as u64;
+        // SAFETY: as in `map_page`.
+        let dev = unsafe { requester(map.dma_dev) };
+        // SAFETY: the virtio core's batch lives on its stack for the
+        // buffer and is valid and unaliased for the call (caller).
+        let batch = unsafe { &mut (*batch).priv_ };
+        ops.map_batched(phys, size as u64, dir, &dev, batch)
+            .unwrap_or(DMA_MAPPING_ERROR)
+    }
+
+    /// The C callback `map_flush`.
+    ///
+    /// # Safety
+    ///
+    /// Called only by the virtio core, with the batch it passed to the
+    /// buffer's `map_page_batch` calls.
+    unsafe extern "C" fn map_flush(
+        _map: bindings::virtio_map,
+        batch: *mut bindings::virtio_map_batch,
+    ) -> c_int {
+        let Some(ops) = T::get() else {
+            return -(bindings::EIO as c_int);
+        };
+        // SAFETY: as in `map_page_batch`.
+        let batch = unsafe { &mut (*batch).priv_ };
+        match ops.map_flush(batch) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
     }
 
     /// The C callback `unmap_page`.

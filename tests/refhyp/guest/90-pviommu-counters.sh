@@ -12,9 +12,12 @@ for f in $d/*; do
 	echo "$(basename "$f")=$(cat "$f")"
 done
 c() { cat $d/"$1"; }
-mode=share
+mode=share batch_maps=1
 for arg in $(cat /proc/cmdline); do
-	case $arg in pviommu.mode=*) mode=${arg#pviommu.mode=} ;; esac
+	case $arg in
+	pviommu.mode=*) mode=${arg#pviommu.mode=} ;;
+	pviommu.batch_maps=*) batch_maps=${arg#pviommu.batch_maps=} ;;
+	esac
 done
 [ "$(c unshare_errors)" -eq 0 ] || { echo "unshare errors"; exit 1; }
 [ "$(c map_errors)" -eq 0 ] || { echo "map errors"; exit 1; }
@@ -28,7 +31,10 @@ share)
 		{ echo "share mode made SHARE/UNSHARE hypercalls"; exit 1; }
 	[ "$(c hcall_sync)" -le "$(c unmaps)" ] ||
 		{ echo "more SYNCs than unmap calls"; exit 1; }
+	[ "$batch_maps" != 0 ] || [ "$(c records_merged)" -eq 0 ] ||
+		{ echo "pviommu.batch_maps=0, yet records were merged"; exit 1; }
 	echo "share: 0 hypercalls on map; $(c hcall_sync) SYNCs for $(c unmaps) unmaps"
+	echo "share: $(c ring_records) ring records for $(c maps) maps and $(c unmaps) unmaps, $(c records_merged) spared by batching"
 	;;
 bounce)
 	[ "$(c hcall_sync)" -eq 0 ] && [ "$(c hcall_share)" -eq 0 ] ||

@@ -33,6 +33,7 @@ use super::abi::ring::Producer;
 use super::abi::tracker::PageTracker;
 use super::calibrate::Thresholds;
 use super::mailbox::{RawResult, TransportError};
+use super::map_batch::{Added, MapBatch};
 use super::policy::{pages_spanned, route, Dir, Mode, Route};
 use super::pool::{self, Pool, Slots};
 use super::stats::Stats;
@@ -130,6 +131,9 @@ pub struct Config {
     /// The hypervisor enforces write-only entries (`FEATURE_WRITE_ONLY`):
     /// `DMA_FROM_DEVICE` buffers are shared write-only.
     pub write_only: bool,
+    /// `pviommu.batch_maps`: the parts of a buffer share ring records
+    /// ([`MapBatch`]); otherwise each part publishes its own.
+    pub batch_maps: bool,
 }
 
 /// Pages an unmap call cleared and not yet synced. Every unmap operation
@@ -326,7 +330,47 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         _copy: bool,
         limit: u64,
     ) -> Result<u64, DmaError> {
-        let result = self.map_inner(phys, size, dir, limit);
+        self.map_counted(phys, size, dir, limit, None)
+    }
+
+    /// [`Engine::map_within`] for one part of a buffer being added to a
+    /// virtqueue: the ring record waits in `batch` until
+    /// [`Engine::map_flush`], so that adjacent parts share one record.
+    pub fn map_batched(
+        &self,
+        phys: u64,
+        size: u64,
+        dir: Dir,
+        limit: u64,
+        batch: &mut MapBatch,
+    ) -> Result<u64, DmaError> {
+        let batch = if self.cfg.batch_maps {
+            Some(batch)
+        } else {
+            None
+        };
+        self.map_counted(phys, size, dir, limit, batch)
+    }
+
+    /// Publishes what `batch` holds back: the virtio core calls this once
+    /// a buffer is mapped, before the device can see it. On failure it
+    /// unmaps the whole buffer.
+    pub fn map_flush(&self, batch: &mut MapBatch) -> Result<(), DmaError> {
+        match batch.take() {
+            Some((gfn, nr)) => self.publish(gfn, nr),
+            None => Ok(()),
+        }
+    }
+
+    fn map_counted(
+        &self,
+        phys: u64,
+        size: u64,
+        dir: Dir,
+        limit: u64,
+        batch: Option<&mut MapBatch>,
+    ) -> Result<u64, DmaError> {
+        let result = self.map_inner(phys, size, dir, limit, batch);
         match result {
             Ok(_) => Stats::inc(&self.stats.maps),
             Err(_) => Stats::inc(&self.stats.map_errors),
@@ -334,7 +378,14 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         result
     }
 
-    fn map_inner(&self, phys: u64, size: u64, dir: Dir, limit: u64) -> Result<u64, DmaError> {
+    fn map_inner(
+        &self,
+        phys: u64,
+        size: u64,
+        dir: Dir,
+        limit: u64,
+        batch: Option<&mut MapBatch>,
+    ) -> Result<u64, DmaError> {
         if self.is_broken() {
             return Err(DmaError::Broken);
         }
@@ -350,7 +401,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
                 self.copier.prefault(phys, size);
                 match self.cfg.mode {
                     Mode::Sync => self.share_counted(gfn, nr, self.perm(dir))?,
-                    _ => self.share_table(gfn, nr, self.perm(dir))?,
+                    _ => self.share_table(gfn, nr, self.perm(dir), batch)?,
                 }
                 Ok(phys)
             }
@@ -457,7 +508,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         let (gfn, nr) = frames(phys, size)?;
         let r = match self.cfg.mode {
             Mode::Sync => self.share_counted(gfn, nr, Perm::ReadWrite),
-            _ => self.share_table(gfn, nr, Perm::ReadWrite),
+            _ => self.share_table(gfn, nr, Perm::ReadWrite, None),
         };
         match r {
             Ok(()) => Stats::inc(&self.stats.maps),
@@ -620,14 +671,33 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         }
     }
 
-    fn share_table(&self, gfn: u64, nr: u32, perm: Perm) -> Result<(), DmaError> {
+    /// Writes the entries of a mapping and publishes their record, or,
+    /// for part of a buffer, leaves it in `batch` (see [`MapBatch`]).
+    fn share_table(
+        &self,
+        gfn: u64,
+        nr: u32,
+        perm: Perm,
+        batch: Option<&mut MapBatch>,
+    ) -> Result<(), DmaError> {
         let (progress, result) = self.tracker.map_range(gfn, nr, perm);
-        let published = match progress.record() {
-            Some((g, n)) => {
+        let published = match (progress.record(), batch) {
+            (Some((g, n)), None) => {
                 Stats::add(&self.stats.pages_shared, u64::from(n));
                 self.publish(g, n)
             }
-            None => Ok(()),
+            (Some((g, n)), Some(batch)) => {
+                Stats::add(&self.stats.pages_shared, u64::from(n));
+                match batch.add(g, n) {
+                    Added::Merged => {
+                        Stats::inc(&self.stats.records_merged);
+                        Ok(())
+                    }
+                    Added::Replaced(Some((pg, pn))) => self.publish(pg, pn),
+                    Added::Replaced(None) => Ok(()),
+                }
+            }
+            (None, _) => Ok(()),
         };
         if let Err(e) = result.map_err(DmaError::Abi).and(published) {
             // Undo what was mapped: the caller gets no mapping.

@@ -24,6 +24,7 @@ pub mod engine;
 pub mod hyp_stats;
 pub mod latency;
 pub mod mailbox;
+pub mod map_batch;
 pub mod policy;
 pub mod pool;
 pub mod probe;

@@ -17,6 +17,7 @@ use super::abi::tracker::PageTracker;
 use super::calibrate::Thresholds;
 use super::engine::{Batch, Config, Copier, DmaError, Engine, Hypercalls, BUSY_TRIES};
 use super::mailbox::{RawResult, TransportError};
+use super::map_batch::MapBatch;
 use super::policy::{Dir, Mode};
 use super::pool::Pool;
 use super::stats::Stats;
@@ -374,6 +375,7 @@ impl Fixture {
             bounce_threshold: self.thresholds,
             apply: true,
             write_only: self.write_only,
+            batch_maps: true,
         };
         let engine = Engine::new(
             cfg,
@@ -754,6 +756,66 @@ pub fn one_sync_per_virtio_buffer(c: &dyn Check) {
         c.check(
             hyp.count(Func::Sync) == after,
             "an empty flush makes no SYNC",
+        );
+    });
+}
+
+/// A buffer mapped part by part (`map_page_batch`): parts that continue
+/// each other's frames share one ring record, the last run waits for the
+/// buffer's flush, and no part makes a hypercall.
+pub fn one_record_per_run_of_a_buffer(c: &dyn Check) {
+    Fixture::new().with(Mode::Share, |e, hyp, _, fx| {
+        let records = || fx.stats.ring_records.load(Ordering::Relaxed);
+        let mut batch = MapBatch::default();
+        // Frames 4..8 in three parts, then frame 12 apart.
+        for (gfn, pages) in [(4, 1), (5, 2), (7, 1), (12, 1)] {
+            let dma = e.map_batched(
+                gfn * PAGE_SIZE,
+                pages * PAGE_SIZE,
+                Dir::ToDevice,
+                u64::MAX,
+                &mut batch,
+            );
+            c.check(dma == Ok(gfn * PAGE_SIZE), "each part is mapped in place");
+        }
+        c.check(
+            (4..8)
+                .chain(12..13)
+                .all(|g| fx.entry(g) == Perm::Read.bits()),
+            "every part's entries are written at once",
+        );
+        c.check(
+            records() == 1,
+            "the run 4..8 is published when 12 breaks it",
+        );
+        c.check(
+            fx.stats.records_merged.load(Ordering::Relaxed) == 2,
+            "two parts joined the run's record",
+        );
+        c.check(e.sync(0).is_ok(), "a drain succeeds");
+        c.check(
+            hyp.host_reaches(4, 4) && !hyp.host_reaches(12, 1),
+            "the last run waits for the flush",
+        );
+        c.check(e.map_flush(&mut batch).is_ok(), "the flush succeeds");
+        c.check(records() == 2, "the flush publishes the last run");
+        c.check(batch.take().is_none(), "the flush empties the batch");
+        c.check(e.sync(0).is_ok(), "a drain succeeds");
+        c.check(
+            hyp.host_reaches(12, 1),
+            "the host then reaches the last run",
+        );
+        c.check(
+            hyp.count(Func::Share) == 0 && hyp.count(Func::Apply) == 0,
+            "no hypercall to map",
+        );
+        for (gfn, pages) in [(4, 1), (5, 2), (7, 1), (12, 1)] {
+            e.unmap_deferred(gfn * PAGE_SIZE, pages * PAGE_SIZE, Dir::ToDevice, true);
+        }
+        c.check(e.flush().is_ok(), "the buffer's unmap flush succeeds");
+        c.check(
+            !hyp.host_reaches(4, 4) && !hyp.host_reaches(12, 1),
+            "the unmap revokes every part",
         );
     });
 }
@@ -1230,6 +1292,10 @@ pub const CASES: &[(&str, Case)] = &[
     ("bounce_slots_never_leak", bounce_slots_never_leak),
     ("one_sync_per_unmap_call", one_sync_per_unmap_call),
     ("one_sync_per_virtio_buffer", one_sync_per_virtio_buffer),
+    (
+        "one_record_per_run_of_a_buffer",
+        one_record_per_run_of_a_buffer,
+    ),
     (
         "unpublished_record_blocks_no_revocation",
         unpublished_record_blocks_no_revocation,

@@ -37,6 +37,10 @@ counters! {
     pages_unshared,
     /// Ring records published.
     ring_records,
+    /// Ring records spared: a mapping that continued the run of frames
+    /// its buffer's earlier mappings left pending joined that run's
+    /// record (`map_page_batch`).
+    records_merged,
     /// Times the ring was full and a SYNC made room.
     ring_full,
     /// SYNC hypercalls.

@@ -39,6 +39,7 @@ cases!(
     bounce_slots_never_leak,
     one_sync_per_unmap_call,
     one_sync_per_virtio_buffer,
+    one_record_per_run_of_a_buffer,
     unpublished_record_blocks_no_revocation,
     dma_mask_is_honoured,
     full_ring_forces_a_sync,
