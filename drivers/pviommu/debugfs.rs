@@ -8,22 +8,21 @@
 //! `kernel::debugfs`.
 
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::debugfs::Dir;
 use kernel::prelude::*;
 
 use crate::hyp_probe;
 use crate::hyp_stats;
 use crate::latency;
-use crate::logic::stats::Stats;
+use crate::logic::stats::{Stats, Value};
 use crate::map_bench;
 use crate::threshold;
 
 /// Longest counter name, NUL included.
 const NAME_MAX: usize = 32;
 
-fn show(counter: &&'static AtomicU64, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    writeln!(f, "{}", counter.load(Ordering::Relaxed))
+fn show(value: &Value<'static, 'static>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(f, "{}", value.get())
 }
 
 /// Keeps a debugfs file for the kernel's lifetime: the counters and the
@@ -37,16 +36,16 @@ fn keep<T>(file: impl PinInit<T, Error>) {
 
 /// Creates the directory and its files. Failures only cost the files:
 /// the driver works without them.
-pub(crate) fn register(stats: &'static Stats) {
+pub(crate) fn register(stats: &'static Stats<'static>) {
     let dir = Dir::new(c"pviommu");
-    stats.for_each(|name, counter| {
+    stats.for_each(|name, value| {
         let mut buf = [0u8; NAME_MAX];
         let n = name.len().min(NAME_MAX - 1);
         buf[..n].copy_from_slice(&name.as_bytes()[..n]);
         let Ok(cname) = CStr::from_bytes_until_nul(&buf) else {
             return;
         };
-        keep(dir.read_callback_file(cname, Ok::<_, Error>(counter), &show));
+        keep(dir.read_callback_file(cname, Ok::<_, Error>(value), &show));
     });
     keep(dir.read_callback_file(
         c"hyp_stats",

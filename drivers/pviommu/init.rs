@@ -25,7 +25,7 @@ use crate::logic::latency::Timed;
 use crate::logic::policy::OnRevokeFailure;
 use crate::logic::pool::{Pool, PoolSize, CHUNK_PAGES, MAX_CHUNKS};
 use crate::logic::probe::Registration;
-use crate::logic::stats::Stats;
+use crate::logic::stats::{Counter, CpuCounters, Stats};
 use crate::map_ops::Devices;
 use crate::threshold;
 
@@ -59,7 +59,20 @@ pub(crate) struct Pviommu {
 }
 
 static DRIVER: SetOnce<Pviommu> = SetOnce::new();
-static STATS: Stats = Stats::new();
+static STATS: Stats<'static> = Stats::per_cpu(&CPU_COUNTERS, this_cpu);
+
+/// CPU slots of the counters: each CPU adds to its own cache lines (see
+/// `logic::stats`); CPUs beyond the slots share them in pairs, threes,
+/// and so on.
+const COUNTER_SLOTS: usize = 64;
+
+static CPU_COUNTERS: [CpuCounters; COUNTER_SLOTS] = [const { CpuCounters::new() }; COUNTER_SLOTS];
+
+/// The number of the CPU running the caller.
+fn this_cpu() -> usize {
+    kernel::cpu::CpuId::current().as_u32() as usize
+}
+
 static REQUIRED: AtomicBool = AtomicBool::new(true);
 
 /// The driver, once a pviommu device is initialised.
@@ -275,7 +288,7 @@ pub(crate) fn bring_up(
     }) {
         return Err(ENODEV);
     }
-    Stats::inc(&STATS.pool_chunks);
+    STATS.pool_chunks.fetch_add(1, Ordering::Relaxed);
     // The rest of the initial pool, as the pool grows later: no device
     // maps yet, and a chunk that cannot be added leaves a smaller pool.
     if let Some(d) = driver() {
@@ -327,7 +340,7 @@ impl Pviommu {
         }
         let kib = pool.chunk_slots() * PAGE_SIZE / 1024;
         let Some(chunk) = mem::alloc_contig(pool.chunk_slots() * PAGE_SIZE) else {
-            Stats::inc(&STATS.pool_grow_failed);
+            STATS.inc(Counter::PoolGrowFailed);
             pr_warn!("bounce pool: no memory for another {} KiB chunk\n", kib);
             return Err(ENOMEM);
         };

@@ -36,7 +36,7 @@ use super::mailbox::{RawResult, TransportError};
 use super::map_batch::{Added, MapBatch};
 use super::policy::{pages_spanned, route, Dir, Mode, Route};
 use super::pool::{self, Pool, Slots};
-use super::stats::Stats;
+use super::stats::{Counter, Stats};
 
 /// Issues hypercalls (the mailbox, SMCCC, or a mock in tests).
 pub trait Hypercalls {
@@ -160,7 +160,7 @@ pub struct Engine<'a, H: Hypercalls, C: Copier> {
     pool: Pool<'a>,
     hyp: H,
     copier: C,
-    stats: &'a Stats,
+    stats: &'a Stats<'a>,
     broken: AtomicBool,
     /// Pages whose entries deferred unmaps cleared and published, ever.
     cleared: AtomicU64,
@@ -183,7 +183,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         pool: Pool<'a>,
         hyp: H,
         copier: C,
-        stats: &'a Stats,
+        stats: &'a Stats<'a>,
     ) -> Self {
         Engine {
             cfg,
@@ -258,7 +258,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
                 used
             }
             None => {
-                Stats::inc(&self.stats.pool_exhausted);
+                self.stats.inc(Counter::PoolExhausted);
                 u64::MAX
             }
         };
@@ -277,10 +277,10 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         let result = self.grow_inner(phys, pages);
         match result {
             Ok(()) => {
-                Stats::add(&self.stats.pool_grow_pages, pages);
-                Stats::inc(&self.stats.pool_chunks);
+                self.stats.add(Counter::PoolGrowPages, pages);
+                self.stats.pool_chunks.fetch_add(1, Ordering::Relaxed);
             }
-            Err(_) => Stats::inc(&self.stats.pool_grow_failed),
+            Err(_) => self.stats.inc(Counter::PoolGrowFailed),
         }
         result
     }
@@ -298,7 +298,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
             gfn,
             nr,
             Perm::ReadWrite.bits().into(),
-            &self.stats.hcall_pool_share,
+            Counter::HcallPoolShare,
         )?;
         // Only a concurrent grower (the driver has one) or a full pool
         // refuse; the chunk then stays shared and unused, never reused.
@@ -372,8 +372,8 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
     ) -> Result<u64, DmaError> {
         let result = self.map_inner(phys, size, dir, limit, batch);
         match result {
-            Ok(_) => Stats::inc(&self.stats.maps),
-            Err(_) => Stats::inc(&self.stats.map_errors),
+            Ok(_) => self.stats.inc(Counter::Maps),
+            Err(_) => self.stats.inc(Counter::MapErrors),
         }
         result
     }
@@ -426,13 +426,13 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
             first: self.pool.slot_of(dma),
             pages: pages_spanned(dma % PAGE_SIZE, size),
         });
-        Stats::inc(&self.stats.unreachable);
+        self.stats.inc(Counter::Unreachable);
         Err(DmaError::Invalid)
     }
 
     /// Unmaps a mapping; the invalidation happens in [`Engine::finish`].
     pub fn unmap(&self, dma: u64, size: u64, dir: Dir, copy: bool, batch: &mut Batch) {
-        Stats::inc(&self.stats.unmaps);
+        self.stats.inc(Counter::Unmaps);
         if size == 0 {
             return;
         }
@@ -441,7 +441,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
             return;
         }
         let Ok((gfn, nr)) = frames(dma, size) else {
-            Stats::inc(&self.stats.unshare_errors);
+            self.stats.inc(Counter::UnshareErrors);
             return;
         };
         match self.cfg.mode {
@@ -511,8 +511,8 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
             _ => self.share_table(gfn, nr, Perm::ReadWrite, None),
         };
         match r {
-            Ok(()) => Stats::inc(&self.stats.maps),
-            Err(_) => Stats::inc(&self.stats.map_errors),
+            Ok(()) => self.stats.inc(Counter::Maps),
+            Err(_) => self.stats.inc(Counter::MapErrors),
         }
         r
     }
@@ -520,7 +520,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
     /// Unshares coherent memory before it is freed. On error the caller
     /// must leak the memory: the host may still reach it.
     pub fn unmap_coherent(&self, phys: u64, size: u64) -> Result<(), DmaError> {
-        Stats::inc(&self.stats.unmaps);
+        self.stats.inc(Counter::Unmaps);
         let (gfn, nr) = frames(phys, size)?;
         match self.cfg.mode {
             Mode::Sync => self
@@ -545,7 +545,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         let phys = self.pool.slot_phys(slots.first);
         if phys + (bytes - 1) > limit {
             self.free_slots(slots);
-            Stats::inc(&self.stats.unreachable);
+            self.stats.inc(Counter::Unreachable);
             return Err(DmaError::Invalid);
         }
         self.copier.zero(phys, bytes);
@@ -573,7 +573,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
                 .pool_pages_used
                 .fetch_sub(slots.pages, Ordering::Relaxed);
         } else {
-            Stats::inc(&self.stats.unshare_errors);
+            self.stats.inc(Counter::UnshareErrors);
         }
     }
 
@@ -599,7 +599,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
     /// pending unshare with one invalidation. `pending` pages depend on it.
     pub fn sync(&self, pending: u64) -> Result<SyncResult, DmaError> {
         let result = self
-            .call(Func::Sync, [0; NR_ARGS], &self.stats.hcall_sync)
+            .call(Func::Sync, [0; NR_ARGS], Counter::HcallSync)
             .and_then(|r| {
                 check_sync(r.status, &r.ret, self.ring.size(), self.tracker.frames())
                     .map_err(DmaError::Abi)
@@ -618,11 +618,11 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         &self,
         func: Func,
         args: [u64; NR_ARGS],
-        counter: &AtomicU64,
+        counter: Counter,
     ) -> Result<RawResult, DmaError> {
         let mut tries = 0;
         loop {
-            Stats::inc(counter);
+            self.stats.inc(counter);
             let r = self.hyp.call(func, args).map_err(DmaError::Transport)?;
             tries += 1;
             if r.status != Status::Busy.raw() || tries >= BUSY_TRIES {
@@ -633,8 +633,8 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
     }
 
     fn mark_broken(&self, pages: u64) {
-        Stats::inc(&self.stats.unshare_errors);
-        Stats::add(&self.stats.pages_leaked, pages);
+        self.stats.inc(Counter::UnshareErrors);
+        self.stats.add(Counter::PagesLeaked, pages);
         self.broken.store(true, Ordering::Relaxed);
     }
 
@@ -644,7 +644,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         loop {
             match self.ring.push(gfn, nr) {
                 Ok(()) => {
-                    Stats::inc(&self.stats.ring_records);
+                    self.stats.inc(Counter::RingRecords);
                     return Ok(());
                 }
                 Err(Error::RingFull) => {
@@ -653,14 +653,14 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
                     // reservation holds the ring. Apply the entries
                     // directly rather than wait for that CPU.
                     if self.cfg.apply && tries > 1 {
-                        Stats::inc(&self.stats.ring_bypassed);
-                        return self.direct(Func::Apply, gfn, nr, 0, &self.stats.hcall_apply);
+                        self.stats.inc(Counter::RingBypassed);
+                        return self.direct(Func::Apply, gfn, nr, 0, Counter::HcallApply);
                     }
                     if tries > RING_FULL_TRIES {
                         return Err(DmaError::Abi(Error::RingFull));
                     }
                     if tries % 64 == 1 {
-                        Stats::inc(&self.stats.ring_full);
+                        self.stats.inc(Counter::RingFull);
                         self.sync(0)?;
                     } else {
                         self.hyp.relax();
@@ -683,14 +683,14 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         let (progress, result) = self.tracker.map_range(gfn, nr, perm);
         let published = match (progress.record(), batch) {
             (Some((g, n)), None) => {
-                Stats::add(&self.stats.pages_shared, u64::from(n));
+                self.stats.add(Counter::PagesShared, u64::from(n));
                 self.publish(g, n)
             }
             (Some((g, n)), Some(batch)) => {
-                Stats::add(&self.stats.pages_shared, u64::from(n));
+                self.stats.add(Counter::PagesShared, u64::from(n));
                 match batch.add(g, n) {
                     Added::Merged => {
-                        Stats::inc(&self.stats.records_merged);
+                        self.stats.inc(Counter::RecordsMerged);
                         Ok(())
                     }
                     Added::Replaced(Some((pg, pn))) => self.publish(pg, pn),
@@ -714,7 +714,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
     fn unshare_table(&self, gfn: u64, nr: u32, perm: Perm) -> u64 {
         match self.unmap_pages(gfn, nr, perm).record() {
             Some((g, n)) => {
-                Stats::add(&self.stats.pages_unshared, u64::from(n));
+                self.stats.add(Counter::PagesUnshared, u64::from(n));
                 if self.publish(g, n).is_err() {
                     self.mark_broken(u64::from(n));
                 }
@@ -738,7 +738,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         if !matches!(gfn.checked_add(nr.into()), Some(end) if end <= self.tracker.frames()) {
             // `map_range` refuses such a range before it maps any page,
             // so no page of this one is shared through the table.
-            Stats::inc(&self.stats.unshare_errors);
+            self.stats.inc(Counter::UnshareErrors);
             return span;
         }
         let mut done = 0;
@@ -758,7 +758,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
                     Ok(false) => {}
                     // Never mapped: a caller bug. The table keeps the
                     // union of what is live, so nothing leaks.
-                    Err(_) => Stats::inc(&self.stats.unshare_errors),
+                    Err(_) => self.stats.inc(Counter::UnshareErrors),
                 }
                 done += 1;
             }
@@ -813,7 +813,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
             gfn,
             nr,
             perm.bits().into(),
-            &self.stats.hcall_share,
+            Counter::HcallShare,
         )
     }
 
@@ -840,7 +840,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
                 }
                 return Err(e);
             }
-            Stats::add(&self.stats.pages_shared, private);
+            self.stats.add(Counter::PagesShared, private);
             Ok(())
         })
     }
@@ -856,7 +856,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
                 None => Ok(()),
             };
             let revoked = self.count_private(gfn, nr).saturating_sub(private);
-            Stats::add(&self.stats.pages_unshared, revoked);
+            self.stats.add(Counter::PagesUnshared, revoked);
             result
         })
     }
@@ -913,7 +913,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
 
     /// `UNSHARE` for a range, following partial progress.
     fn unshare_direct(&self, gfn: u64, nr: u32) -> Result<(), DmaError> {
-        self.direct(Func::Unshare, gfn, nr, 0, &self.stats.hcall_unshare)
+        self.direct(Func::Unshare, gfn, nr, 0, Counter::HcallUnshare)
     }
 
     fn direct(
@@ -922,7 +922,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         gfn: u64,
         nr: u32,
         arg2: u64,
-        counter: &AtomicU64,
+        counter: Counter,
     ) -> Result<(), DmaError> {
         let mut done = 0u64;
         let total = u64::from(nr);
@@ -957,7 +957,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         let slots = self.pool.alloc(pages, phys);
         self.pool_pressure(slots.map(|s| s.pages));
         let dma = self.pool.slot_phys(slots.ok_or(DmaError::PoolFull)?.first) + offset;
-        Stats::inc(&self.stats.bounced);
+        self.stats.inc(Counter::Bounced);
         self.copy(dma, phys, size);
         Ok(dma)
     }
@@ -976,7 +976,7 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
     }
 
     fn copy(&self, dst: u64, src: u64, len: u64) {
-        Stats::add(&self.stats.bounced_bytes, len);
+        self.stats.add(Counter::BouncedBytes, len);
         self.copier.copy(dst, src, len);
     }
 }

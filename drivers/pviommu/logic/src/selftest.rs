@@ -20,7 +20,7 @@ use super::mailbox::{RawResult, TransportError};
 use super::map_batch::MapBatch;
 use super::policy::{Dir, Mode};
 use super::pool::Pool;
-use super::stats::Stats;
+use super::stats::{Counter, Stats};
 
 /// Where a test reports its checks.
 pub trait Check {
@@ -314,7 +314,7 @@ pub struct Fixture {
     more: [AtomicU64; POOL_MORE],
     bitmap: [AtomicU64; 1],
     orig: [AtomicU64; POOL_PAGES * (1 + POOL_MORE)],
-    stats: Stats,
+    stats: Stats<'static>,
     thresholds: Thresholds,
     write_only: bool,
 }
@@ -396,7 +396,7 @@ impl Fixture {
     }
 
     /// The driver's counters.
-    pub fn stats(&self) -> &Stats {
+    pub fn stats(&self) -> &Stats<'static> {
         &self.stats
     }
 
@@ -458,10 +458,7 @@ pub fn map_is_exit_free(c: &dyn Check) {
             hyp.calls.iter().all(|n| n.load(Ordering::Relaxed) == 0),
             "no hypercall on map",
         );
-        c.check(
-            fx.stats.ring_records.load(Ordering::Relaxed) == 1,
-            "one ring record",
-        );
+        c.check(fx.stats.get(Counter::RingRecords) == 1, "one ring record");
         let mut batch = Batch::default();
         e.unmap(
             4 * PAGE_SIZE,
@@ -529,7 +526,7 @@ pub fn unmap_revokes_what_map_granted(c: &dyn Check) {
             "a read-only mapping unmapped as from-device is revoked",
         );
         c.check(
-            fx.stats.unshare_errors.load(Ordering::Relaxed) == 0,
+            fx.stats.get(Counter::UnshareErrors) == 0,
             "no unshare error counted",
         );
         // One page, a read-only and a read-write mapping, both unmapped
@@ -541,7 +538,7 @@ pub fn unmap_revokes_what_map_granted(c: &dyn Check) {
         c.check(unmap(20, 1, Dir::ToDevice), "the second unmap succeeds");
         c.check(fx.entry(20) == 0, "not shared once both are gone");
         c.check(
-            fx.stats.unshare_errors.load(Ordering::Relaxed) == 0,
+            fx.stats.get(Counter::UnshareErrors) == 0,
             "no unshare error counted",
         );
         // A range whose middle page was never mapped: that page is an
@@ -554,11 +551,11 @@ pub fn unmap_revokes_what_map_granted(c: &dyn Check) {
             "every page of the range is unmapped despite the error",
         );
         c.check(
-            fx.stats.unshare_errors.load(Ordering::Relaxed) == 1,
+            fx.stats.get(Counter::UnshareErrors) == 1,
             "the page never mapped is counted as an error",
         );
         c.check(
-            hyp.records.load(Ordering::Relaxed) == fx.stats.ring_records.load(Ordering::Relaxed),
+            hyp.records.load(Ordering::Relaxed) == fx.stats.get(Counter::RingRecords),
             "every record, the revocations included, drained by a SYNC",
         );
     });
@@ -707,7 +704,7 @@ pub fn one_sync_per_unmap_call(c: &dyn Check) {
         let _ = e.finish(b);
         // Six records overflow the 4-record ring once; that drain is
         // counted apart (ring_full). The call's own invalidation is one.
-        let drains = fx.stats.ring_full.load(Ordering::Relaxed);
+        let drains = fx.stats.get(Counter::RingFull);
         c.check(drains == 1, "the small ring filled once");
         c.check(
             u64::from(hyp.count(Func::Sync)) - drains == 1,
@@ -730,14 +727,14 @@ pub fn one_sync_per_virtio_buffer(c: &dyn Check) {
             .map(20 * PAGE_SIZE + 16, 16, Dir::ToDevice, true)
             .unwrap_or(0);
         let before = hyp.count(Func::Sync);
-        let full_before = fx.stats.ring_full.load(Ordering::Relaxed);
+        let full_before = fx.stats.get(Counter::RingFull);
         for (gfn, pages) in descs {
             e.unmap_deferred(gfn * PAGE_SIZE, pages * PAGE_SIZE, Dir::FromDevice, true);
         }
         e.unmap_deferred(hdr, 16, Dir::ToDevice, true);
         // A full 4-record ring is drained by a SYNC of its own (counted
         // as ring_full); none of those is the buffer's invalidation.
-        let drains = fx.stats.ring_full.load(Ordering::Relaxed) - full_before;
+        let drains = fx.stats.get(Counter::RingFull) - full_before;
         c.check(
             u64::from(hyp.count(Func::Sync) - before) == drains,
             "no invalidating SYNC before the buffer's flush",
@@ -765,7 +762,7 @@ pub fn one_sync_per_virtio_buffer(c: &dyn Check) {
 /// buffer's flush, and no part makes a hypercall.
 pub fn one_record_per_run_of_a_buffer(c: &dyn Check) {
     Fixture::new().with(Mode::Share, |e, hyp, _, fx| {
-        let records = || fx.stats.ring_records.load(Ordering::Relaxed);
+        let records = || fx.stats.get(Counter::RingRecords);
         let mut batch = MapBatch::default();
         // Frames 4..8 in three parts, then frame 12 apart.
         for (gfn, pages) in [(4, 1), (5, 2), (7, 1), (12, 1)] {
@@ -789,7 +786,7 @@ pub fn one_record_per_run_of_a_buffer(c: &dyn Check) {
             "the run 4..8 is published when 12 breaks it",
         );
         c.check(
-            fx.stats.records_merged.load(Ordering::Relaxed) == 2,
+            fx.stats.get(Counter::RecordsMerged) == 2,
             "two parts joined the run's record",
         );
         c.check(e.sync(0).is_ok(), "a drain succeeds");
@@ -843,7 +840,7 @@ pub fn unpublished_record_blocks_no_revocation(c: &dyn Check) {
         }
         c.check(ok, "every map succeeds while the ring is held");
         c.check(
-            fx.stats.ring_bypassed.load(Ordering::Relaxed) > 0,
+            fx.stats.get(Counter::RingBypassed) > 0,
             "records bypassed the held ring",
         );
         for gfn in bufs {
@@ -887,7 +884,7 @@ pub fn dma_mask_is_honoured(c: &dyn Check) {
         );
         c.check(e.pool().used() == 0, "no bounce slot is kept");
         c.check(
-            fx.stats.unreachable.load(Ordering::Relaxed) == 1,
+            fx.stats.get(Counter::Unreachable) == 1,
             "counted as unreachable",
         );
         // A sub-page buffer bounces: the pool's slot must be reachable too.
@@ -914,7 +911,7 @@ pub fn coherent_mask_is_honoured(c: &dyn Check) {
         );
         c.check(e.pool().used() == 0, "and keeps no slot");
         c.check(
-            fx.stats.unreachable.load(Ordering::Relaxed) == 1,
+            fx.stats.get(Counter::Unreachable) == 1,
             "counted as unreachable",
         );
         let top = POOL_BASE + POOL_PAGES as u64 * PAGE_SIZE - 1;
@@ -1087,7 +1084,7 @@ pub fn failed_unshare_breaks_the_engine(c: &dyn Check) {
             c.check(e.finish(b).is_err(), "the unmap reports the failure");
             c.check(e.is_broken(), "the engine is broken");
             c.check(
-                fx.stats.pages_leaked.load(Ordering::Relaxed) == 2,
+                fx.stats.get(Counter::PagesLeaked) == 2,
                 "both pages accounted as leaked",
             );
             c.check(
@@ -1124,8 +1121,7 @@ pub fn busy_is_retried(c: &dyn Check) {
             "the retried SYNC drained both records",
         );
         c.check(
-            fx.stats.unshare_errors.load(Ordering::Relaxed) == 0
-                && fx.stats.pages_leaked.load(Ordering::Relaxed) == 0,
+            fx.stats.get(Counter::UnshareErrors) == 0 && fx.stats.get(Counter::PagesLeaked) == 0,
             "no unshare error and no leaked page",
         );
     });
@@ -1159,7 +1155,7 @@ pub fn busy_is_retried(c: &dyn Check) {
         );
         c.check(e.is_broken(), "and breaks the engine");
         c.check(
-            fx.stats.pages_leaked.load(Ordering::Relaxed) == 2,
+            fx.stats.get(Counter::PagesLeaked) == 2,
             "both pages accounted as leaked",
         );
     });
@@ -1197,10 +1193,7 @@ pub fn pool_exhaustion_is_an_error(c: &dyn Check) {
             big == Err(DmaError::PoolFull),
             "larger than the pool: PoolFull",
         );
-        c.check(
-            fx.stats.pool_exhausted.load(Ordering::Relaxed) == 1,
-            "counted",
-        );
+        c.check(fx.stats.get(Counter::PoolExhausted) == 1, "counted");
         let d = e
             .map(PAGE_SIZE, PAGE_SIZE, Dir::ToDevice, true)
             .unwrap_or(0);
@@ -1237,12 +1230,12 @@ pub fn full_pool_grows(c: &dyn Check) {
         c.check(e.pool().chunks() == 2, "two chunks");
         c.check(
             hyp.count(Func::Share) == 1
-                && fx.stats.hcall_pool_share.load(Ordering::Relaxed) == 1
-                && fx.stats.hcall_share.load(Ordering::Relaxed) == 0,
+                && fx.stats.get(Counter::HcallPoolShare) == 1
+                && fx.stats.get(Counter::HcallShare) == 0,
             "one SHARE, counted apart from the mappings'",
         );
         c.check(
-            fx.stats.pool_grow_pages.load(Ordering::Relaxed) == POOL_PAGES as u64,
+            fx.stats.get(Counter::PoolGrowPages) == POOL_PAGES as u64,
             "the chunk's pages counted",
         );
         let d = e
@@ -1257,7 +1250,7 @@ pub fn full_pool_grows(c: &dyn Check) {
             "no growth beyond the maximum",
         );
         c.check(
-            fx.stats.pool_grow_failed.load(Ordering::Relaxed) == 1,
+            fx.stats.get(Counter::PoolGrowFailed) == 1,
             "the refused growth counted",
         );
         c.check(

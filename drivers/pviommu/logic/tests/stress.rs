@@ -6,12 +6,11 @@
 //! mock hypervisor drains the small ring on every `SYNC`. At the end every
 //! table entry is back to none, the pool is empty, and nothing failed.
 
-use std::sync::atomic::Ordering;
-
 use pviommu_hyp_abi::layout::PAGE_SIZE;
 use pviommu_logic::engine::Batch;
 use pviommu_logic::policy::{Dir, Mode};
 use pviommu_logic::selftest::Fixture;
+use pviommu_logic::stats::Counter;
 
 const THREADS: u64 = 4;
 const ROUNDS: u64 = 50_000;
@@ -67,12 +66,12 @@ fn concurrent_maps_keep_the_table_exact() {
             assert_eq!(e.pool().used(), 0, "bounce slots leaked");
             assert!(!e.is_broken());
             let s = fx.stats();
-            assert_eq!(s.map_errors.load(Ordering::Relaxed), 0);
-            assert_eq!(s.unshare_errors.load(Ordering::Relaxed), 0);
-            assert_eq!(s.maps.load(Ordering::Relaxed), THREADS * ROUNDS);
-            assert_eq!(s.unmaps.load(Ordering::Relaxed), THREADS * ROUNDS);
+            assert_eq!(s.get(Counter::MapErrors), 0);
+            assert_eq!(s.get(Counter::UnshareErrors), 0);
+            assert_eq!(s.get(Counter::Maps), THREADS * ROUNDS);
+            assert_eq!(s.get(Counter::Unmaps), THREADS * ROUNDS);
             assert!(
-                s.ring_full.load(Ordering::Relaxed) > 0,
+                s.get(Counter::RingFull) > 0,
                 "the 4-record ring never filled"
             );
         },
