@@ -19,7 +19,8 @@ mod sync;
 pub use counters::Counters;
 pub use hyp::{Access, CallResult, Config, DrainStats, ExitKind, Hypervisor, Violation};
 pub use mailbox::{
-    init_region, serve_mailbox, serve_mailbox_with, RegionError, SharedRegion, VecRegion,
+    init_region, mailbox_pending, serve_mailbox, serve_mailbox_with, RegionError, SharedRegion,
+    VecRegion,
 };
 pub use pviommu_hyp_abi as abi;
 pub use pviommu_hyp_abi::layout::Perm;

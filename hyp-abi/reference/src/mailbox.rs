@@ -70,6 +70,24 @@ pub fn serve_mailbox(hyp: &mut Hypervisor, ram: &dyn GuestRam, region: &dyn Shar
     serve_mailbox_with(region, &mut |func, args| hyp.call(ram, func, args))
 }
 
+/// Whether some slot holds a call not yet answered: its `req_seq`
+/// differs from its `done_seq`. Reads only the sequence numbers, so a
+/// thread that polls for calls can look often without serving.
+pub fn mailbox_pending(region: &dyn SharedRegion) -> bool {
+    let Some(slots) = nr_slots(region.size()) else {
+        return false;
+    };
+    (0..slots).any(|slot| {
+        let off = slot_offset(slot);
+        let (mut req_seq, mut done_seq) = ([0u8; 4], [0u8; 4]);
+        region.read(off + SLOT_REQ_SEQ_OFFSET, &mut req_seq).is_ok()
+            && region
+                .read(off + SLOT_DONE_SEQ_OFFSET, &mut done_seq)
+                .is_ok()
+            && req_seq != done_seq
+    })
+}
+
 /// The transport loop of [`serve_mailbox`], with the call left to the
 /// caller: a harness passes each call through fault injection, or acts
 /// after a call and before its answer is published (while the guest still

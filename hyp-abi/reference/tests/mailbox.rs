@@ -9,7 +9,9 @@ use pviommu_reference_hyp::abi::call::{ABI_VERSION, FEATURES_KNOWN};
 use pviommu_reference_hyp::abi::mailbox::{
     slot_offset, MailboxHeader, MailboxSlot, MAILBOX_MAGIC, SLOT_REQ_SEQ_OFFSET,
 };
-use pviommu_reference_hyp::{init_region, serve_mailbox, RegionError, SharedRegion, VecRegion};
+use pviommu_reference_hyp::{
+    init_region, mailbox_pending, serve_mailbox, RegionError, SharedRegion, VecRegion,
+};
 
 fn read_slot(region: &VecRegion, slot: u32) -> MailboxSlot {
     let mut b = [0u8; 128];
@@ -47,6 +49,23 @@ fn init_region_rejects_bad_sizes() {
             Err(RegionError::BadSize)
         );
     }
+}
+
+#[test]
+fn pending_until_the_call_is_answered() {
+    let mut g = Guest::bare();
+    let region = VecRegion::new(16384);
+    init_region(&region, 1, 0).unwrap();
+    assert!(!mailbox_pending(&region), "a fresh region holds no call");
+    let s = MailboxSlot {
+        func: 0,
+        req_seq: 3,
+        ..Default::default()
+    };
+    write_slot(&region, 4, &s);
+    assert!(mailbox_pending(&region), "req_seq != done_seq is a call");
+    assert_eq!(serve_mailbox(&mut g.hyp, &g.ram, &region), 1);
+    assert!(!mailbox_pending(&region), "answered: nothing pending");
 }
 
 #[test]

@@ -52,6 +52,9 @@ pub struct Options {
     /// the guest polls `done_seq` and never enables the vector, so the
     /// interrupt only cost an eventfd write and a wake-up of QEMU per call.
     pub completion_irq: bool,
+    /// After serving a doorbell, keep looking for calls this long before
+    /// waiting for the next doorbell (0: never poll).
+    pub poll: Duration,
 }
 
 pub const USAGE: &str = "\
@@ -66,6 +69,7 @@ usage: pviommu-refhyp --ram-file PATH --ram-size SIZE --ivshmem-socket PATH
                       [--partial-unshare PAGES] [--drain-delay-ms N]
                       [--copy-delay-ms N]
                       [--counters PATH] [--no-enforce] [--keep-ram-file] [--completion-irq]
+                      [--poll-us N]
 SIZE takes a K, M or G suffix (powers of 1024).
 Prints READY on stdout once QEMU may start. SIGUSR1 writes the counters,
 SIGTERM and SIGINT write them and exit.";
@@ -121,6 +125,7 @@ impl Options {
             enforce: true,
             keep_ram_file: false,
             completion_irq: false,
+            poll: Duration::ZERO,
         };
         let mut it = args.into_iter();
         while let Some(opt) = it.next() {
@@ -172,6 +177,7 @@ impl Options {
                             o.copy_delay = Duration::from_millis(parse_num(&opt, &val)?)
                         }
                         "--counters" => o.counters = Some(PathBuf::from(val)),
+                        "--poll-us" => o.poll = Duration::from_micros(parse_num(&opt, &val)?),
                         _ => return Err(format!("unknown option {opt}\n{USAGE}")),
                     }
                 }

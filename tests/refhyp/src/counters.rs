@@ -50,6 +50,9 @@ pub struct DeviceCounters {
     /// Doorbells served (each one is an exit).
     pub doorbells: u64,
     pub mailbox_calls: u64,
+    /// Of `mailbox_calls`, those the polling thread served before their
+    /// doorbell was read (`--poll-us`).
+    pub polled_calls: u64,
 }
 
 /// What one vhost-user backend other than the disk did (net, vsock, rng,
@@ -148,6 +151,7 @@ impl DeviceCounters {
                 ("adversarial_allowed", self.adversarial_allowed),
                 ("doorbells", self.doorbells),
                 ("mailbox_calls", self.mailbox_calls),
+                ("polled_calls", self.polled_calls),
             ],
         );
         s
