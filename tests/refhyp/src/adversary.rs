@@ -13,9 +13,11 @@
 //! - **revoked**: frames the guest cleared (or downgraded) in its table,
 //!   named in a record published before a `SYNC` that returned `SUCCESS`
 //!   (or covered by `APPLY`, or a direct `UNSHARE`), whose entry did not
-//!   change during the call: attacked right after the call, before the
-//!   guest sees the answer (across the `SYNC`), and again at later exits
-//!   until the guest names them again;
+//!   change during the call nor since that record was read (a record of
+//!   the change may not be out yet): attacked right after the call,
+//!   before the guest sees the answer (across the `SYNC`), and again at
+//!   later exits until the guest names them again or shares them with
+//!   `SHARE`;
 //! - **never shared**: frames no record, `APPLY`, `SHARE` or device
 //!   access ever named and whose entry is 0, sampled at random;
 //! - **registered**: the table and ring pages themselves;
@@ -101,6 +103,9 @@ pub struct AdversaryCounters {
     pub records_missed: u64,
     /// Frames whose revocation the oracle saw completed.
     pub confirmed: u64,
+    /// Revoked frames the guest later shared with `SHARE` (memory reused
+    /// for a bounce-pool chunk): no longer attacked.
+    pub reshared: u64,
 }
 
 impl AdversaryCounters {
@@ -115,8 +120,8 @@ impl AdversaryCounters {
             );
         }
         s += &format!(
-            "\"records\":{},\"records_missed\":{},\"confirmed\":{}}}",
-            self.records, self.records_missed, self.confirmed
+            "\"records\":{},\"records_missed\":{},\"confirmed\":{},\"reshared\":{}}}",
+            self.records, self.records_missed, self.confirmed, self.reshared
         );
         s
     }
@@ -184,8 +189,8 @@ pub struct Oracle {
     /// named again during the call.
     gen: u64,
     /// Frames named by a record and not confirmed since, with the
-    /// generation that last named them.
-    unconfirmed: HashMap<u64, u64>,
+    /// generation that last named them and their table entry then.
+    unconfirmed: HashMap<u64, (u64, u8)>,
     /// Frames the guest unmapped, not confirmed yet: their fingerprint.
     watch: HashMap<u64, u64>,
     revoked: Vec<u64>,
@@ -326,8 +331,9 @@ impl Oracle {
                 continue;
             };
             *f = (*f | TABLE_NAMED) & !(CONFIRMED_NONE | CONFIRMED_READ);
-            self.unconfirmed.insert(gfn, self.gen);
-            if entry_perm(self.entry(ram, gfn)) == 0 && self.direct(gfn) == 0 {
+            let entry = self.entry(ram, gfn);
+            self.unconfirmed.insert(gfn, (self.gen, entry));
+            if entry_perm(entry) == 0 && self.direct(gfn) == 0 {
                 if self.watch.len() < MAX_WATCHED {
                     let mut page = std::mem::take(&mut self.page);
                     self.watch.insert(gfn, fingerprint(ram, gfn, &mut page));
@@ -498,7 +504,13 @@ impl Oracle {
                 let perm = entry_perm(args[2] as u8);
                 for gfn in done {
                     if let Some(f) = self.flags_mut(gfn) {
-                        *f = (*f & !DIRECT_MASK) | perm << DIRECT_SHIFT;
+                        // Shared again (memory reused for a pool chunk,
+                        // say): an earlier revocation is no longer owed.
+                        if *f & (CONFIRMED_NONE | CONFIRMED_READ) != 0 {
+                            counters.reshared += 1;
+                        }
+                        *f = (*f & !(DIRECT_MASK | CONFIRMED_NONE | CONFIRMED_READ))
+                            | perm << DIRECT_SHIFT;
                     }
                 }
                 Vec::new()
@@ -549,10 +561,19 @@ impl Oracle {
                     if is_apply && !done.contains(&gfn) {
                         continue;
                     }
-                    let renamed = self.unconfirmed.get(&gfn).is_some_and(|&g| g > snap.gen);
-                    if renamed || before != after {
+                    let named = self.unconfirmed.get(&gfn).copied();
+                    if named.is_some_and(|(g, _)| g > snap.gen) || before != after {
                         // The guest changed it during the call: the call
                         // owes nothing for it; a later one will.
+                        continue;
+                    }
+                    if !is_apply && named.is_some_and(|(_, entry)| entry != after) {
+                        // Changed after the record that named it (a map's
+                        // record, then the unmap's entry): the record of
+                        // that change may not be out yet, and the
+                        // hypervisor may have applied the old entry. The
+                        // call owes it only once a record names it with
+                        // this entry.
                         continue;
                     }
                     self.unconfirmed.remove(&gfn);
@@ -744,5 +765,80 @@ impl Adversary {
                 dev.adversarial_denied += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pviommu_reference_hyp::VecRam;
+
+    /// A frame the guest revoked and later shared with `SHARE` (memory
+    /// reused for a bounce-pool chunk, say) is the host's again: the
+    /// revocation is no longer owed, and attacking it would report a
+    /// legitimate access as a hypervisor bug.
+    #[test]
+    fn a_frame_shared_directly_after_its_revocation_is_not_attacked() {
+        let ram = VecRam::new(0..64 * PAGE_SIZE);
+        let guest_ram = 0..64 * PAGE_SIZE;
+        let mut o = Oracle::new(std::slice::from_ref(&guest_ram));
+        assert!(o.confirm(5, 0).is_some(), "frame 5 revoked");
+        let attacked = |o: &mut Oracle| {
+            o.sample(&ram)
+                .iter()
+                .any(|t| t.gfn == 5 && t.why == Why::Revoked)
+        };
+        assert!(attacked(&mut o), "a revoked frame is attacked again");
+        let shared = CallResult {
+            status: 0,
+            ret: [1, 0, 0],
+        };
+        let share = [5, 1, 3, 0, 0, 0];
+        let mut counters = AdversaryCounters::default();
+        o.before_call(&ram, Func::Share as u32, &share, &mut counters);
+        o.after_call(&ram, Func::Share as u32, &share, &shared, &mut counters);
+        assert!(!attacked(&mut o), "shared again: not attacked");
+        assert_eq!(counters.reshared, 1);
+    }
+
+    /// A map's record names frame 9 with a write-only entry, the
+    /// hypervisor applies it, then the guest unmaps the frame: the entry
+    /// is 0 before the unmap's own record is published. A `SYNC` another
+    /// CPU makes then (its answer says nothing about frame 9, whose
+    /// clearing record is not out yet) must not count frame 9 revoked:
+    /// the host still has the write access the guest gave it, and will
+    /// lose it with the unmap's own `SYNC`. Once a record names the frame
+    /// with its entry 0, the next `SYNC` does owe its revocation.
+    #[test]
+    fn a_sync_owes_no_revocation_the_guest_has_not_published() {
+        let ram = VecRam::new(0..64 * PAGE_SIZE);
+        let guest_ram = 0..64 * PAGE_SIZE;
+        let mut o = Oracle::new(std::slice::from_ref(&guest_ram));
+        // Table at frame 40 (64 entries), ring at frame 41, pool at 48.
+        let (table, ring) = (40 * PAGE_SIZE, 41 * PAGE_SIZE);
+        o.init(&[table, 64, ring, 4, 48 * PAGE_SIZE, 1]);
+        let mut counters = AdversaryCounters::default();
+        let ok = CallResult {
+            status: 0,
+            ret: [0; 3],
+        };
+        let mut sync = |o: &mut Oracle| -> Vec<Target> {
+            o.before_call(&ram, Func::Sync as u32, &[0; 6], &mut counters);
+            o.after_call(&ram, Func::Sync as u32, &[0; 6], &ok, &mut counters)
+        };
+        ram.write(table + 9, &[2]).unwrap();
+        o.named(&ram, 9..10);
+        ram.write(table + 9, &[0]).unwrap();
+        assert!(
+            !sync(&mut o).iter().any(|t| t.gfn == 9),
+            "the unmap's record is not out: this SYNC owes nothing for frame 9"
+        );
+        o.named(&ram, 9..10);
+        assert!(
+            sync(&mut o)
+                .iter()
+                .any(|t| t.gfn == 9 && t.why == Why::Revoked),
+            "named with its entry 0: the next SYNC revoked it"
+        );
     }
 }
