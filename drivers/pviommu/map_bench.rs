@@ -116,6 +116,7 @@ pub(crate) fn run(r: &&'static Results, input: &mut UserSliceReader) -> Result {
             Direction::Bidirectional,
             true,
             &Requester::ANY,
+            None,
         );
         map_ns += t.elapsed().as_nanos() as u64;
         let Some(dma) = dma else {

@@ -172,32 +172,21 @@ impl MapOps for Pviommu {
         d: Direction,
         cpu_sync: bool,
         dev: &Requester<'_>,
+        words: Option<&mut [u64; 2]>,
     ) -> Option<u64> {
         self.run(|p| {
-            p.engine
-                .map_within(phys, size, dir(d), cpu_sync, dev.limit)
-                .inspect_err(|e| report_map(dev, size, *e))
-                .ok()
-        })
-    }
-
-    fn map_batched(
-        &self,
-        phys: u64,
-        size: u64,
-        d: Direction,
-        dev: &Requester<'_>,
-        words: &mut [u64; 2],
-    ) -> Option<u64> {
-        self.run(|p| {
-            let mut batch = MapBatch::from_words(*words);
-            let dma = p
-                .engine
-                .map_batched(phys, size, dir(d), dev.limit, &mut batch)
-                .inspect_err(|e| report_map(dev, size, *e))
-                .ok();
-            *words = batch.to_words();
-            dma
+            let dma = match words {
+                None => p.engine.map_within(phys, size, dir(d), cpu_sync, dev.limit),
+                Some(words) => {
+                    let mut batch = MapBatch::from_words(*words);
+                    let dma = p
+                        .engine
+                        .map_batched(phys, size, dir(d), dev.limit, &mut batch);
+                    *words = batch.to_words();
+                    dma
+                }
+            };
+            dma.inspect_err(|e| report_map(dev, size, *e)).ok()
         })
     }
 

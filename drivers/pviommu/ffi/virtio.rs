@@ -147,16 +147,14 @@ impl MapOps for Refuse {
     fn get() -> Option<&'static Self> {
         None
     }
-    fn map(&self, _: u64, _: u64, _: Direction, _: bool, _: &Requester<'_>) -> Option<u64> {
-        None
-    }
-    fn map_batched(
+    fn map(
         &self,
         _: u64,
         _: u64,
         _: Direction,
+        _: bool,
         _: &Requester<'_>,
-        _: &mut [u64; 2],
+        _: Option<&mut [u64; 2]>,
     ) -> Option<u64> {
         None
     }

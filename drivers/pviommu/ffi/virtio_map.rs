@@ -89,7 +89,11 @@ pub(crate) trait MapOps: Sync + 'static {
     fn get() -> Option<&'static Self>;
 
     /// Maps `[phys, phys + size)` for device `dev`; returns the device
-    /// address. `cpu_sync` is false for `DMA_ATTR_SKIP_CPU_SYNC`.
+    /// address. `cpu_sync` is false for `DMA_ATTR_SKIP_CPU_SYNC`. For one
+    /// part of a buffer the virtio core is adding to a virtqueue
+    /// (`map_page_batch`), `batch` is the two words of the buffer's
+    /// `struct virtio_map_batch` (zero before its first part): work may
+    /// wait there until [`MapOps::map_flush`].
     fn map(
         &self,
         phys: u64,
@@ -97,19 +101,7 @@ pub(crate) trait MapOps: Sync + 'static {
         dir: Direction,
         cpu_sync: bool,
         dev: &Requester<'_>,
-    ) -> Option<u64>;
-
-    /// [`MapOps::map`] for one part of a buffer the virtio core is adding
-    /// to a virtqueue (`map_page_batch`): work may wait in `batch`, the
-    /// two words of the buffer's `struct virtio_map_batch` (zero before
-    /// its first part), until [`MapOps::map_flush`].
-    fn map_batched(
-        &self,
-        phys: u64,
-        size: u64,
-        dir: Direction,
-        dev: &Requester<'_>,
-        batch: &mut [u64; 2],
+        batch: Option<&mut [u64; 2]>,
     ) -> Option<u64>;
 
     /// Completes what `batch` holds (`map_flush`), before the device can
@@ -211,17 +203,8 @@ impl<T: MapOps> VTable<T> {
         dir: bindings::dma_data_direction,
         attrs: c_ulong,
     ) -> bindings::dma_addr_t {
-        let (Some(ops), Some(dir)) = (T::get(), Direction::from_raw(dir)) else {
-            return DMA_MAPPING_ERROR;
-        };
-        // SAFETY: the virtio core passes a valid page.
-        let phys = unsafe { bindings::page_to_phys(page) } + offset as u64;
-        // SAFETY: virtio_ring passes the `dma_dev` member of the union (a
-        // transport that uses `virtio_map_ops`, like ours, sets no other),
-        // which is valid for the call.
-        let dev = unsafe { requester(map.dma_dev) };
-        ops.map(phys, size as u64, dir, cpu_sync(attrs), &dev)
-            .unwrap_or(DMA_MAPPING_ERROR)
+        // SAFETY: as the virtio core calls us (see above).
+        unsafe { Self::map_one(map, None, page, offset, size, dir, attrs) }
     }
 
     /// The C callback `map_page_batch`.
@@ -237,19 +220,40 @@ impl<T: MapOps> VTable<T> {
         offset: c_ulong,
         size: usize,
         dir: bindings::dma_data_direction,
-        _attrs: c_ulong,
+        attrs: c_ulong,
+    ) -> bindings::dma_addr_t {
+        // SAFETY: the virtio core's batch lives on its stack for the
+        // buffer and is valid and unaliased for the call (caller).
+        let batch = unsafe { &mut (*batch).priv_ };
+        // SAFETY: as the virtio core calls us (see above).
+        unsafe { Self::map_one(map, Some(batch), page, offset, size, dir, attrs) }
+    }
+
+    /// What `map_page` and `map_page_batch` share.
+    ///
+    /// # Safety
+    ///
+    /// `page` is valid and `map` holds the `dma_dev` member, as the virtio
+    /// core passes them.
+    unsafe fn map_one(
+        map: bindings::virtio_map,
+        batch: Option<&mut [u64; 2]>,
+        page: *mut bindings::page,
+        offset: c_ulong,
+        size: usize,
+        dir: bindings::dma_data_direction,
+        attrs: c_ulong,
     ) -> bindings::dma_addr_t {
         let (Some(ops), Some(dir)) = (T::get(), Direction::from_raw(dir)) else {
             return DMA_MAPPING_ERROR;
         };
-        // SAFETY: as in `map_page`.
+        // SAFETY: the virtio core passes a valid page (caller).
         let phys = unsafe { bindings::page_to_phys(page) } + offset as u64;
-        // SAFETY: as in `map_page`.
+        // SAFETY: virtio_ring passes the `dma_dev` member of the union (a
+        // transport that uses `virtio_map_ops`, like ours, sets no other),
+        // which is valid for the call.
         let dev = unsafe { requester(map.dma_dev) };
-        // SAFETY: the virtio core's batch lives on its stack for the
-        // buffer and is valid and unaliased for the call (caller).
-        let batch = unsafe { &mut (*batch).priv_ };
-        ops.map_batched(phys, size as u64, dir, &dev, batch)
+        ops.map(phys, size as u64, dir, cpu_sync(attrs), &dev, batch)
             .unwrap_or(DMA_MAPPING_ERROR)
     }
 

@@ -681,23 +681,20 @@ impl<'a, H: Hypercalls, C: Copier> Engine<'a, H, C> {
         batch: Option<&mut MapBatch>,
     ) -> Result<(), DmaError> {
         let (progress, result) = self.tracker.map_range(gfn, nr, perm);
-        let published = match (progress.record(), batch) {
-            (Some((g, n)), None) => {
+        let published = match progress.record() {
+            Some((g, n)) => {
                 self.stats.add(Counter::PagesShared, u64::from(n));
-                self.publish(g, n)
-            }
-            (Some((g, n)), Some(batch)) => {
-                self.stats.add(Counter::PagesShared, u64::from(n));
-                match batch.add(g, n) {
-                    Added::Merged => {
+                match batch.map(|b| b.add(g, n)) {
+                    None => self.publish(g, n),
+                    Some(Added::Merged) => {
                         self.stats.inc(Counter::RecordsMerged);
                         Ok(())
                     }
-                    Added::Replaced(Some((pg, pn))) => self.publish(pg, pn),
-                    Added::Replaced(None) => Ok(()),
+                    Some(Added::Replaced(Some((pg, pn)))) => self.publish(pg, pn),
+                    Some(Added::Replaced(None)) => Ok(()),
                 }
             }
-            (None, _) => Ok(()),
+            None => Ok(()),
         };
         if let Err(e) = result.map_err(DmaError::Abi).and(published) {
             // Undo what was mapped: the caller gets no mapping.
